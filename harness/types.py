@@ -1,0 +1,134 @@
+"""The data model shared by every part of the harness.
+
+Small, typed and dependency-free: importing it never pulls in torch or numpy.
+
+- :class:`Document` and :class:`Query` are the atoms.
+- :class:`Instance` is one retrieval problem: a query, its candidate documents and the
+  gold relevance labels (for BEIR the first-stage top-k, for NIAH the haystack chunks).
+- A *run* is ``dict[query_id, dict[doc_id, score]]`` (TREC semantics: higher is better).
+- :class:`Retriever` is the whole plug-in contract: ``score(instances)`` and, for full-corpus
+  retrievers, ``search(corpus, queries, k)``.
+- :class:`Task` loads :class:`TaskData`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+Run = dict[str, dict[str, float]]
+"""TREC-style run: ``{query_id: {doc_id: score}}``, higher scores rank first."""
+
+Qrels = dict[str, dict[str, int]]
+"""Relevance judgements: ``{query_id: {doc_id: relevance}}``."""
+
+
+@dataclass(frozen=True)
+class Document:
+    """A retrievable unit: a passage, a chapter, a conversation round, a haystack chunk."""
+
+    id: str
+    text: str
+    title: str | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Query:
+    """A query (question, claim, topic title)."""
+
+    id: str
+    text: str
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Instance:
+    """One retrieval problem: rank ``candidates`` for ``query``.
+
+    ``gold`` maps document ids to relevance (> 0 is relevant). ``answer`` holds the reference
+    answer for tasks with downstream QA. ``candidates`` are in first-stage order (best first)
+    where there is a first stage, otherwise in the task's natural order (chronological rounds,
+    chapters in book order, haystack chunks in reading order).
+    """
+
+    query: Query
+    candidates: list[Document]
+    gold: dict[str, int] = field(default_factory=dict)
+    answer: Any = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TaskData:
+    """Everything a task provides to the runner.
+
+    A *corpus task* (BEIR, Cranfield, CACM) sets ``corpus``; its instances are built by a
+    first-stage retriever. An *instance task* (NIAH, LongMemEval, CLIPPER, multi-hop, the
+    QRHead/ICR JSON format) sets ``instances`` with their own candidates.
+    """
+
+    queries: list[Query]
+    qrels: Qrels
+    corpus: dict[str, Document] | None = None
+    instances: list[Instance] | None = None
+    metrics: tuple[str, ...] = ("nDCG@10", "R@100", "MRR@10", "MAP")
+    ignore_identical_ids: bool = False
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+class Task(ABC):
+    """A task family member, e.g. ``beir/scifact`` or ``niah``.
+
+    Subclasses are constructed with the part of the id after the family (``"scifact"`` for
+    ``beir/scifact``, ``None`` for ``niah``), the optional ``data`` path (local files in the
+    original format instead of the hub) and keyword parameters.
+    """
+
+    family: ClassVar[str]
+    #: Default metric names (ir_measures style) when the task does not override them.
+    metrics: ClassVar[tuple[str, ...]] = ("nDCG@10", "R@100", "MRR@10", "MAP")
+
+    def __init__(self, name: str | None = None, data: str | None = None, **params: Any) -> None:
+        self.name = name
+        self.data = data
+        self.params = params
+
+    @property
+    def id(self) -> str:
+        return f"{self.family}/{self.name}" if self.name else self.family
+
+    @abstractmethod
+    def load(self) -> TaskData:
+        """Read the task's queries, qrels and corpus or instances."""
+
+
+class Retriever(ABC):
+    """The plug-in contract.
+
+    Implement :meth:`score`; full-corpus retrievers (BM25, dense) also implement
+    :meth:`search` and set ``first_stage = True``. Constructor keyword arguments are the
+    retriever's parameters (``--model`` and ``--set key=value`` on the command line are checked
+    against them).
+    """
+
+    name: ClassVar[str]
+    #: One of: sparse, dense, cross-encoder, listwise-LLM, attention-head.
+    kind: ClassVar[str] = "other"
+    #: True when :meth:`search` over a whole corpus is implemented.
+    first_stage: ClassVar[bool] = False
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """Name, kind, model, revision and parameters, recorded in result files."""
+        return {"name": self.name, "kind": self.kind, "params": {}}
+
+    @abstractmethod
+    def score(self, instances: Sequence[Instance]) -> Iterator[dict[str, float]]:
+        """Yield ``{doc_id: score}`` for each instance, in order. Higher is better."""
+
+    def search(self, corpus: Mapping[str, Document], queries: Sequence[Query], k: int) -> Run:
+        """Return the top ``k`` documents of ``corpus`` for each query."""
+        raise NotImplementedError(f"retriever {self.name!r} cannot search a whole corpus")

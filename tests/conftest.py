@@ -1,0 +1,40 @@
+"""Shared fixtures.
+
+Tests that read the real evaluation data use the ``shared_data`` fixture: it points at
+``../shared/data`` (or ``$HARNESS_SHARED_DATA``). On a fresh clone without it they skip with a
+reason; with ``HARNESS_REQUIRE_SHARED_DATA=1`` (set by ``.ci/run``) the skip becomes a failure.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _shared_data_dir() -> Path:
+    return Path(os.environ.get("HARNESS_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    path = _shared_data_dir()
+    if not path.is_dir():
+        reason = f"real evaluation data not found at {path} (set HARNESS_SHARED_DATA)"
+        if os.environ.get("HARNESS_REQUIRE_SHARED_DATA") == "1":
+            pytest.fail(reason + "; HARNESS_REQUIRE_SHARED_DATA=1 makes this a failure")
+        pytest.skip(reason)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test session gets its own harness cache, except for converted model weights."""
+    cache = tmp_path_factory.getbasetemp() / "harness-cache"
+    monkeypatch.setenv("HARNESS_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    monkeypatch.setenv("DISABLE_TQDM", "1")
