@@ -104,6 +104,29 @@ class Task(ABC):
     def load(self) -> TaskData:
         """Read the task's queries, qrels and corpus or instances."""
 
+    # -- downstream QA (optional) -------------------------------------------------------------
+    #: True when the task implements the two methods below (``--generate`` is refused otherwise).
+    supports_generation: ClassVar[bool] = False
+
+    def generation_prompt(self, instance: Instance, docs: Sequence[Document]) -> list[dict[str, str]]:
+        """Chat messages asking the generator to answer ``instance`` from ``docs``.
+
+        ``docs`` are the retrieved top-k documents, or all candidates for ``--full-context``;
+        the task decides their order in the prompt (e.g. chronological for LongMemEval).
+        """
+        raise NotImplementedError(f"task {self.id!r} has no downstream QA")
+
+    def score_generations(
+        self, instances: Sequence[Instance], outputs: Sequence[str], judge: Any | None = None
+    ) -> dict[str, dict[str, float]]:
+        """Per-query answer metrics (``{query_id: {"accuracy": 1.0, ...}}``) for the outputs.
+
+        ``judge`` is a generator (see :mod:`harness.generation`) for LM-judged tasks.
+        Aggregates are means over queries (see :func:`harness.metrics.aggregate`); tasks whose
+        unit is not the query (CLIPPER's claim pairs) return one entry per unit.
+        """
+        raise NotImplementedError(f"task {self.id!r} has no downstream QA")
+
 
 class Retriever(ABC):
     """The plug-in contract.
