@@ -1,0 +1,80 @@
+"""The ``harness`` console script: one program, several verbs.
+
+Each verb lives in ``harness/commands/<verb>.py`` with ``register(subparsers)``; a verb's
+module is imported only when the program starts, and heavy libraries only when a verb runs.
+Bad input prints ``error: <one line>`` and exits with status 2; Ctrl-C exits with 130 and loses
+nothing already finished (runs resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from harness import __version__
+from harness.errors import HarnessError
+
+VERBS = ("run", "list", "leaderboard", "validate", "detect", "bench", "merge", "reproduce")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that also accepts ``--snake_case`` spellings of ``--kebab-case`` flags."""
+
+    def _parse_optional(self, arg_string):  # type: ignore[override]
+        if arg_string.startswith("--") and "_" in arg_string.split("=", 1)[0]:
+            name, sep, value = arg_string.partition("=")
+            arg_string = name.replace("_", "-") + sep + value
+        return super()._parse_optional(arg_string)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="harness", description="Benchmark harness and leaderboard for retrievers.")
+    parser.add_argument("--version", action="version", version=f"harness {__version__}")
+    parser.add_argument("-v", "--verbosity", type=int, default=1, choices=range(4), metavar="0-3",
+                        help="0 errors only, 1 progress (default), 2 info, 3 debug")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars (or set DISABLE_TQDM=1)")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+    for verb in VERBS:
+        try:
+            module = importlib.import_module(f"harness.commands.{verb}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"harness.commands.{verb}":
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def _configure_logging(verbosity: int) -> None:
+    level = {0: logging.ERROR, 1: logging.WARNING, 2: logging.INFO, 3: logging.DEBUG}[verbosity]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if verbosity < 3:
+        for noisy in ("httpx", "urllib3", "filelock", "huggingface_hub", "datasets", "transformers", "sentence_transformers"):
+            logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.verb is None:
+        parser.print_help()
+        return 2
+    _configure_logging(args.verbosity)
+    if args.no_progress or args.verbosity == 0:
+        os.environ["DISABLE_TQDM"] = "1"
+    try:
+        return int(args.func(args) or 0)
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished queries are kept; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

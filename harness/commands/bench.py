@@ -1,0 +1,23 @@
+"""``harness bench TARGET``: side-by-side throughput and memory benchmarks.
+
+Targets live in ``harness/bench/<target>.py`` with ``add_arguments(parser)`` and ``run(args)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+
+import harness.bench
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="benchmarks (bm25, qr, generation)", description=__doc__)
+    targets = p.add_subparsers(dest="target", metavar="TARGET", required=True)
+    for info in pkgutil.iter_modules(harness.bench.__path__):
+        module = importlib.import_module(f"harness.bench.{info.name}")
+        if hasattr(module, "add_arguments"):
+            tp = targets.add_parser(info.name, help=(module.__doc__ or "").strip().splitlines()[0] if module.__doc__ else None)
+            module.add_arguments(tp)
+            tp.set_defaults(func=module.run)

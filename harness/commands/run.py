@@ -1,0 +1,55 @@
+"""``harness run``: evaluate one retriever on one task and write a result file."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from harness.commands._common import parse_assignments, positive_int
+from harness.runner import RunConfig, execute
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="evaluate a retriever on a task", description=__doc__)
+    p.add_argument("--task", required=True, help="task id (beir/scifact, niah, ...), module:Class, or a BEIR-format folder")
+    p.add_argument("--retriever", required=True, help="retriever name (bm25, dense, qr, icr, ...) or module:Class")
+    p.add_argument("--model", help="model id, local folder, GGUF file or offline alias for the retriever")
+    p.add_argument("--heads", help="head set for qr: a set name (nq, lme), 'full', a list '14-22,13-16' or a head file")
+    p.add_argument("--data", help="local files of the task in their original format, instead of the hub")
+    p.add_argument("--first-stage", help="first-stage retriever whose top --depth candidates are re-ranked (default bm25 for re-rankers)")
+    p.add_argument("--depth", type=int, help="first-stage depth (BEIR default 200); for first-stage runs, how many to keep")
+    p.add_argument("--max-queries", type=positive_int, help="sample this many queries (0 = all; BEIR default 512)")
+    p.add_argument("--seed", type=int, default=42, help="sampling seed (default 42, as the paper)")
+    p.add_argument("--truncate-words", type=positive_int, help="keep the first W words of each candidate (BEIR re-ranking default 400)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="retriever parameter, e.g. --set k1=1.2 (repeatable)")
+    p.add_argument("--task-set", action="append", metavar="KEY=VALUE", help="task parameter, e.g. --task-set lengths=[1000,2000]")
+    p.add_argument("--output", help="result JSON path (default results/<task>/<retriever>....json)")
+    p.add_argument("--save-run", metavar="FILE.trec", help="also write the run in TREC format")
+    p.add_argument("--results-root", default="results", help="folder for default output paths (default results/)")
+    g = p.add_argument_group("downstream QA")
+    g.add_argument("--generate", action="store_true", help="answer from the retrieved documents and score the answers")
+    g.add_argument("--generator", help="BACKEND:MODEL, e.g. hf:smollm2-135m, vllm:meta-llama/Llama-3.1-8B-Instruct, openai:URL#MODEL")
+    g.add_argument("--judge", help="BACKEND:MODEL of the LM judge (LongMemEval)")
+    g.add_argument("--top-k", type=int, default=5, help="documents given to the generator (default 5)")
+    g.add_argument("--full-context", action="store_true", help="give the generator every candidate instead of the top-k")
+    g.add_argument("--max-tokens", type=int, help="generation length limit")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    params = parse_assignments(args.set)
+    if args.heads is not None:
+        params["heads"] = args.heads
+    config = RunConfig(
+        task=args.task, retriever=args.retriever, data=args.data, model=args.model,
+        retriever_params=params, task_params=parse_assignments(args.task_set, "--task-set"),
+        first_stage=args.first_stage, depth=args.depth, max_queries=args.max_queries, seed=args.seed,
+        truncate_words=args.truncate_words, generate=args.generate, generator=args.generator, judge=args.judge,
+        top_k=args.top_k, full_context=args.full_context, max_tokens=args.max_tokens, output=args.output,
+        save_run=args.save_run, show_progress=not args.no_progress, results_root=args.results_root,
+    )
+    result, path = execute(config)
+    metrics = "  ".join(f"{k}={v:.4f}" for k, v in result["metrics"].items() if "/" not in k)
+    print(f"{result['task']['id']}  {result['retriever']['name']}  n={result['task']['n_queries']}  {metrics}")
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
