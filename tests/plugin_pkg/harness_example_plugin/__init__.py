@@ -1,0 +1,1 @@
+"""A minimal third-party retriever package for the harness tests."""
