@@ -249,3 +249,16 @@ def test_hub_failure_is_one_line_when_offline(monkeypatch: pytest.MonkeyPatch, t
     assert message.startswith("beir/scifact: cannot load BeIR/scifact from the Hugging Face hub")
     assert "--data DIR" in message
     assert time.monotonic() - start < 30
+
+
+def test_real_crlf_beir_qrels_match_anserini_trec_qrels(shared_data: Path) -> None:
+    from tasks.trec import read_trec_qrels
+
+    folder = shared_data / "beir_queries_qrels_only" / "scifact"
+    assert b"\r\n" in (folder / "qrels" / "test.tsv").read_bytes()  # stored with CRLF endings
+    beir = read_beir_qrels(folder / "qrels" / "test.tsv")
+    trec = read_trec_qrels(folder / "anserini" / "qrels.beir-v1.0.0-scifact.test.txt")
+    assert beir == trec
+    assert len(beir) == 300 and sum(len(v) for v in beir.values()) == 339
+    fiqa = read_beir_qrels(shared_data / "beir_queries_qrels_only" / "fiqa" / "qrels" / "test.tsv")
+    assert len(fiqa) == 648 and sum(len(v) for v in fiqa.values()) == 1_706
