@@ -1,0 +1,104 @@
+"""Result-file validation and the leaderboard, on result files from real runs of the toy collection."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from harness.errors import HarnessError
+from harness.leaderboard import build, write
+from harness.results import SCHEMA_VERSION, load_result, mean_metrics, validate_result
+from harness.runner import RunConfig, execute
+
+
+@pytest.fixture(scope="module")
+def results_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.harness.conftest import write_beir
+
+    root = tmp_path_factory.mktemp("lb")
+    beir = write_beir(root / "toy", n_docs_per_topic=10, n_queries_per_topic=8)
+    results = root / "results"
+    for retriever, first_stage, depth in (("bm25", None, None), ("dense", None, None), ("dense", "bm25", 20)):
+        execute(RunConfig(task=str(beir), retriever=retriever, first_stage=first_stage, depth=depth,
+                          results_root=str(results), show_progress=False))
+    return results
+
+
+def _one(results_dir: Path, name: str) -> tuple[Path, dict]:
+    path = sorted(results_dir.rglob(f"{name}.json"))[0]
+    return path, load_result(path)
+
+
+def test_results_validate(results_dir: Path) -> None:
+    files = sorted(results_dir.rglob("*.json"))
+    assert len(files) == 3
+    for path in files:
+        assert validate_result(load_result(path), path) == []
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda r: r["metrics"].__setitem__("nDCG@10", r["metrics"]["nDCG@10"] + 0.05), "per-query values average"),
+        (lambda r: r["per_query"].pop(sorted(r["per_query"])[0]), "per_query covers"),
+        (lambda r: r["environment"].pop("git_commit"), "missing field environment.'git_commit'"),
+        (lambda r: r.pop("config_hash"), "missing field 'config_hash'"),
+        (lambda r: r.__setitem__("schema_version", 0), "older than the current"),
+        (lambda r: r["metrics"].__setitem__("MAP", float("nan")), "not a finite number"),
+    ],
+)
+def test_tampered_files_are_rejected(results_dir: Path, tmp_path: Path, mutate, message: str) -> None:
+    _, result = _one(results_dir, "bm25")
+    bad = copy.deepcopy(result)
+    mutate(bad)
+    with pytest.raises(HarnessError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        validate_result(bad, tmp_path / "bad.json")
+
+
+def test_reported_rows_need_a_source(tmp_path: Path) -> None:
+    reported = {"schema_version": SCHEMA_VERSION, "kind": "reported", "source": " ",
+                "task": {"id": "beir/nq"}, "retriever": {"name": "qr"}, "metrics": {"nDCG@10": 0.586}}
+    with pytest.raises(HarnessError, match="empty 'source'"):
+        validate_result(reported, tmp_path / "r.json")
+    reported["source"] = "Zhang et al. 2025, Table 2"
+    assert validate_result(reported, tmp_path / "r.json") == []
+
+
+def test_mean_rule_averages_over_queries_that_carry_a_metric() -> None:
+    per_query = {"a": {"x": 1.0, "y": 0.0}, "b": {"x": 0.0}, "c": {"x": 0.5, "y": 1.0}}
+    assert mean_metrics(per_query) == {"x": 0.5, "y": 0.5}
+
+
+def test_leaderboard_is_deterministic_and_marks_significance(results_dir: Path, tmp_path: Path) -> None:
+    root = tmp_path / "results"
+    shutil.copytree(results_dir, root)
+    outputs = write(root)
+    first = {p.name: p.read_bytes() for p in outputs}
+    assert {"LEADERBOARD.md", "leaderboard.csv", "leaderboard.png"} <= set(first)
+    again = {p.name: p.read_bytes() for p in write(root)}
+    assert again == first
+    markdown = first["LEADERBOARD.md"].decode()
+    assert "(baseline)" in markdown  # the BM25 row
+    assert "bm25@20 (R " in markdown  # the re-ranker's first stage and its ceiling
+    csv_text = first["leaderboard.csv"].decode()
+    assert csv_text.count("\n") == 4  # header + 3 rows
+
+
+def test_newer_file_for_the_same_cell_wins(results_dir: Path, tmp_path: Path) -> None:
+    root = tmp_path / "results"
+    shutil.copytree(results_dir, root)
+    path, result = _one(root, "bm25")
+    newer = copy.deepcopy(result)
+    newer["date"] = "2999-01-01T00:00:00+00:00"
+    first_q = sorted(newer["per_query"])[0]
+    newer["per_query"][first_q]["nDCG@10"] = 0.0
+    newer["metrics"] = mean_metrics(newer["per_query"])
+    copy_path = path.with_name("bm25-rerun.json")
+    copy_path.write_text(json.dumps(newer))
+    markdown, _, _ = build(root)
+    assert f"supersedes `{path.relative_to(root)}`" in markdown
+    assert markdown.count("(baseline)") == 1
