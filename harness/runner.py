@@ -55,6 +55,8 @@ class RunConfig:
     save_run: str | None = None
     show_progress: bool = True
     results_root: str = "results"
+    #: ``(index, count)``: evaluate only the queries ``query_ids[index::count]`` (see :mod:`harness.shards`).
+    shard: tuple[int, int] | None = None
 
 
 def build_retriever(name: str, model: str | None = None, params: dict[str, Any] | None = None) -> Retriever:
@@ -219,8 +221,16 @@ def execute(config: RunConfig) -> tuple[dict[str, Any], Path]:
     data = task.load()
     load_seconds = time.time() - t0
     queries = select_queries(task, data, config.max_queries, config.seed)
-    query_ids = [q.id for q in queries]
+    all_query_ids = [q.id for q in queries]
+    if config.shard:
+        index, count = config.shard
+        keep = set(all_query_ids[index::count])
+        shard_queries = [q for q in queries if q.id in keep]
+    else:
+        shard_queries = queries
+    query_ids = [q.id for q in shard_queries]
     qrels: Qrels = {q: data.qrels.get(q, {}) for q in query_ids}
+    all_qrels: Qrels = {q: data.qrels.get(q, {}) for q in all_query_ids}
 
     first_stage_info: dict[str, Any] | None = None
     words = config.truncate_words
@@ -235,13 +245,15 @@ def execute(config: RunConfig) -> tuple[dict[str, Any], Path]:
             if depth > n_docs:
                 raise HarnessError(f"--depth {depth} is larger than the corpus ({n_docs} documents)")
             fs = build_retriever(fs_name)
+            # The first stage covers every selected query (shards included), so its ceiling is the same
+            # in every shard and in an unsharded run.
             fs_run = cached_search(fs, data.corpus, queries, depth)
-            fs_metrics = evaluate(qrels, fs_run, [f"R@{depth}"], ignore_identical_ids=data.ignore_identical_ids)
+            fs_metrics = evaluate(all_qrels, fs_run, [f"R@{depth}"], ignore_identical_ids=data.ignore_identical_ids)
             first_stage_info = {
                 "name": fs_name, "params": fs.meta.get("params", {}), "depth": depth,
                 "recall": fs_metrics.aggregate, "run_sha256": sha256_json(fs_run),
             }
-            instances = build_instances(queries, data, fs_run, depth, words)
+            instances = build_instances(shard_queries, data, fs_run, depth, words)
         else:
             depth = config.depth or min(1000, n_docs)
             if depth > n_docs:
@@ -257,19 +269,20 @@ def execute(config: RunConfig) -> tuple[dict[str, Any], Path]:
     prepare_seconds = time.time() - t0
 
     config_hash = sha256_json({
-        "schema": SCHEMA_VERSION, "task": task.id, "provenance": data.provenance, "queries": query_ids,
+        "schema": SCHEMA_VERSION, "task": task.id, "provenance": data.provenance, "queries": all_query_ids,
         "retriever": retriever.meta, "first_stage": first_stage_info and {k: v for k, v in first_stage_info.items() if k != "recall"},
         "truncate_words": words,
     })
     t0 = time.time()
     stats: dict[str, dict[str, float]] = {}
     if instances or data.corpus is None:
-        resume = ResumeFile(cache_dir("runs") / f"{config_hash}.jsonl")
+        shard_tag = f".shard-{config.shard[0]}-of-{config.shard[1]}" if config.shard else ""
+        resume = ResumeFile(cache_dir("runs") / f"{config_hash}{shard_tag}.jsonl")
         run = score_with_resume(retriever, instances, resume, config.show_progress)
         stats = {qid: row["stats"] for qid, row in resume.done.items() if row.get("stats") and qid in qrels}
     else:
         assert data.corpus is not None
-        run = cached_search(retriever, data.corpus, queries, depth)
+        run = cached_search(retriever, data.corpus, shard_queries, depth)
     score_seconds = time.time() - t0
 
     result_metrics = evaluate(qrels, run, list(data.metrics), ignore_identical_ids=data.ignore_identical_ids)
@@ -294,7 +307,8 @@ def execute(config: RunConfig) -> tuple[dict[str, Any], Path]:
             "generator": generator.meta, "judge": judge.meta if judge else None, "top_k": config.top_k,
             "full_context": config.full_context, "max_tokens": config.max_tokens, **info,
         }
-        config_hash = sha256_json({"retrieval": config_hash, "generation": generation_info})
+        config_hash = sha256_json({"retrieval": config_hash, "generation": {
+            k: generation_info[k] for k in ("generator", "judge", "top_k", "full_context", "max_tokens")}})
 
     retriever_meta = dict(retriever.meta)
     result: dict[str, Any] = {
@@ -323,9 +337,15 @@ def execute(config: RunConfig) -> tuple[dict[str, Any], Path]:
         "date": provenance.now_iso(),
     }
     out = Path(config.output) if config.output else default_output_path(result, config.results_root)
+    if config.shard:
+        from harness.shards import shard_path
+
+        result["shard"] = {"index": config.shard[0], "count": config.shard[1], "all_query_ids": all_query_ids}
+        result["run"] = run
+        out = shard_path(out, *config.shard)
     check_writable(out)
     atomic_write_json(out, result)
-    if config.save_run:
+    if config.save_run and not config.shard:
         from tasks.trec import write_trec_run
 
         write_trec_run(run, config.save_run, tag=retriever.name)

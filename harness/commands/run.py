@@ -7,6 +7,7 @@ import sys
 
 from harness.commands._common import parse_assignments, positive_int
 from harness.runner import RunConfig, execute
+from harness.shards import distributed_merge, parse_shard
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,6 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--task-set", action="append", metavar="KEY=VALUE", help="task parameter, e.g. --task-set lengths=[1000,2000]")
     p.add_argument("--output", help="result JSON path (default results/<task>/<retriever>....json)")
     p.add_argument("--save-run", metavar="FILE.trec", help="also write the run in TREC format")
+    p.add_argument("--shard", metavar="I/N", help="evaluate only shard I of N (0-based) of the queries; 'auto' under torchrun")
     p.add_argument("--results-root", default="results", help="folder for default output paths (default results/)")
     g = p.add_argument_group("downstream QA")
     g.add_argument("--generate", action="store_true", help="answer from the retrieved documents and score the answers")
@@ -47,8 +49,13 @@ def main(args: argparse.Namespace) -> int:
         truncate_words=args.truncate_words, generate=args.generate, generator=args.generator, judge=args.judge,
         top_k=args.top_k, full_context=args.full_context, max_tokens=args.max_tokens, output=args.output,
         save_run=args.save_run, show_progress=not args.no_progress, results_root=args.results_root,
+        shard=parse_shard(args.shard),
     )
     result, path = execute(config)
+    if config.shard and args.shard == "auto":
+        merged = distributed_merge(path, *config.shard)
+        if merged is not None:
+            print(f"merged {config.shard[1]} shards into {merged}", file=sys.stderr)
     metrics = "  ".join(f"{k}={v:.4f}" for k, v in result["metrics"].items() if "/" not in k)
     print(f"{result['task']['id']}  {result['retriever']['name']}  n={result['task']['n_queries']}  {metrics}")
     print(f"wrote {path}", file=sys.stderr)
