@@ -1,0 +1,337 @@
+"""The classic test collections Cranfield 1400 and CACM, read from their original files.
+
+Both are corpus tasks (a first-stage retriever searches the whole collection) with metrics
+``nDCG@10, R@100, MRR@10, MAP, P@10`` and ``ignore_identical_ids = False`` (query and document
+ids live in different spaces).
+
+Where the files are: ``data=`` (``--data``) names the collection folder (or a folder holding
+``cranfield/`` / ``cacm/``); without it the loader looks in ``$HARNESS_SHARED_DATA``, then
+``../shared/data`` next to the repository, then ``../shared/data`` from the working directory.
+
+**Cranfield** (``cran.all.1400``, ``cran.qry``, ``cranqrel``):
+
+- Documents ``.I n`` with fields ``.T`` title, ``.A`` authors, ``.B`` bibliography and ``.W``
+  abstract. Document ids are the ``.I`` numbers (``"1"`` ... ``"1400"``); ``Document.title`` is
+  ``.T``, ``Document.text`` is ``.W`` (which, in this collection, starts by repeating the
+  title), authors and bibliography go to ``meta``. Three records of the standard file (240, 576,
+  578) have stray field markers after ``.W``; a marker after ``.W`` does not open a new field,
+  so its lines stay in the abstract and no text is lost.
+- Queries: ``cran.qry`` numbers them with ``.I`` ids 001-365 (not contiguous), but ``cranqrel``
+  numbers them 1..225 **in file order**. Query ids are therefore the ordinals ``"1"`` ...
+  ``"225"`` (so they match the qrels); the original ``.I`` id is kept in ``Query.meta["orig_id"]``.
+- Relevance codes (Cleverdon): 1 = complete answer ... 4 = minimum interest, 5 = no interest,
+  ``-1`` = unjudged marker. They become graded gains ``5 - code`` (1->4, 2->3, 3->2, 4->1,
+  5->0), and ``-1`` lines are dropped.
+
+**CACM** (``cacm.tar.gz`` of ``CACM-NNNN.html``, ``topics.cacm.txt``, ``qrels.cacm.txt``), as
+Anserini packages it:
+
+- Document ids are ``CACM-<n>`` without zero padding, as the qrels write them (the archive's
+  file names are padded: ``CACM-0001.html`` is ``CACM-1``); the HTML tags are stripped and entities
+  unescaped; ``title`` is the first non-blank line and ``text`` the rest (date, authors, the
+  abstract when there is one, and the citation lines), whitespace collapsed.
+- 64 topics in the ``<DOC><DOCNO>`` layout; only the 52 topics with relevance judgements
+  (TREC qrels, binary) are evaluated.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import os
+import re
+import tarfile
+from pathlib import Path
+from typing import Any, ClassVar
+
+from harness.errors import HarnessError
+from harness.io import read_text, sha256_file
+from harness.types import Document, Qrels, Query, Task, TaskData
+from tasks.trec import read_trec_qrels, read_trec_topics
+
+log = logging.getLogger(__name__)
+
+CLASSIC_METRICS: tuple[str, ...] = ("nDCG@10", "R@100", "MRR@10", "MAP", "P@10")
+_REPO = Path(__file__).resolve().parent.parent
+
+
+def shared_data_candidates() -> list[Path]:
+    """Where the shared evaluation data may be, in the order searched."""
+    places = []
+    if os.environ.get("HARNESS_SHARED_DATA"):
+        places.append(Path(os.environ["HARNESS_SHARED_DATA"]))
+    places += [_REPO.parent / "shared" / "data", Path.cwd().parent / "shared" / "data"]
+    return list(dict.fromkeys(places))
+
+
+def locate_collection(family: str, data: str | None, required: tuple[str, ...]) -> Path:
+    """The folder holding ``required`` files: ``data`` or ``data/<family>``, else the shared data."""
+    if data is not None:
+        places = [Path(data), Path(data) / family]
+    else:
+        places = [root / family for root in shared_data_candidates()]
+    for place in places:
+        if all((place / name).is_file() for name in required):
+            return place
+    looked = ", ".join(str(p) for p in places)
+    raise HarnessError(
+        f"{family}: files {', '.join(required)} not found (looked in {looked}); "
+        f"pass --data DIR pointing at them or set HARNESS_SHARED_DATA"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Cranfield
+# ---------------------------------------------------------------------------------------------
+
+_ID_LINE = re.compile(r"^\.I(?:\s+(\S+))?\s*$")
+_FIELD_LINE = re.compile(r"^\.([TABW])\s*$")
+
+
+def _squash(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _read_smart_records(path: Path) -> list[tuple[int, str, dict[str, list[str]]]]:
+    """Split a SMART-format file into ``(line, .I id, {field: lines})`` records.
+
+    Fields come in the order ``.T .A .B .W``; once ``.W`` (the last) has started, further bare
+    markers are stray and ignored, so the abstract keeps all its lines.
+    """
+    records: list[tuple[int, str, dict[str, list[str]]]] = []
+    current: dict[str, list[str]] | None = None
+    field: str | None = None
+    for number, line in enumerate(read_text(path).split("\n"), start=1):
+        id_match = _ID_LINE.match(line)
+        if id_match:
+            if not id_match.group(1):
+                raise HarnessError(f"{path}:{number}: '.I' without an id")
+            current, field = {}, None
+            records.append((number, id_match.group(1), current))
+            continue
+        field_match = _FIELD_LINE.match(line)
+        if field_match:
+            if current is None:
+                raise HarnessError(f"{path}:{number}: field '.{field_match.group(1)}' before the first '.I'")
+            if field != "W":
+                field = field_match.group(1)
+                current.setdefault(field, [])
+            continue
+        if not line.strip():
+            continue
+        if current is None or field is None:
+            raise HarnessError(f"{path}:{number}: text before the first field marker")
+        current[field].append(line)
+    return records
+
+
+def read_cranfield_docs(path: str | os.PathLike[str]) -> dict[str, Document]:
+    """Read ``cran.all.1400`` into ``{id: Document}`` (see the module docstring)."""
+    path = Path(path)
+    corpus: dict[str, Document] = {}
+    lines: dict[str, int] = {}
+    for number, raw_id, fields in _read_smart_records(path):
+        doc_id = str(int(raw_id)) if raw_id.isdigit() else raw_id
+        if doc_id in corpus:
+            raise HarnessError(f"{path}:{number}: duplicate document id {doc_id!r} (first on line {lines[doc_id]})")
+        if "W" not in fields:
+            raise HarnessError(f"{path}:{number}: document {doc_id!r} has no '.W' field")
+        corpus[doc_id] = Document(
+            id=doc_id,
+            text=_squash(" ".join(fields["W"])),
+            title=_squash(" ".join(fields.get("T", []))),
+            meta={"authors": _squash(" ".join(fields.get("A", []))), "bibliography": _squash(" ".join(fields.get("B", [])))},
+        )
+        lines[doc_id] = number
+    if not corpus:
+        raise HarnessError(f"{path}: empty corpus (no '.I' records)")
+    return corpus
+
+
+def read_cranfield_queries(path: str | os.PathLike[str]) -> list[Query]:
+    """Read ``cran.qry``: ids are the ordinals 1..N (as ``cranqrel`` uses), ``.I`` in meta."""
+    path = Path(path)
+    queries: list[Query] = []
+    seen: dict[str, int] = {}
+    for ordinal, (number, raw_id, fields) in enumerate(_read_smart_records(path), start=1):
+        if raw_id in seen:
+            raise HarnessError(f"{path}:{number}: duplicate query id {raw_id!r} (first on line {seen[raw_id]})")
+        seen[raw_id] = number
+        text = _squash(" ".join(fields.get("W", [])))
+        if not text:
+            raise HarnessError(f"{path}:{number}: query {raw_id!r} has no '.W' text")
+        queries.append(Query(id=str(ordinal), text=text, meta={"orig_id": raw_id}))
+    if not queries:
+        raise HarnessError(f"{path}: no queries")
+    return queries
+
+
+#: Cleverdon's relevance code -> graded gain (-1 lines are dropped).
+CRANFIELD_GAIN: dict[int, int] = {1: 4, 2: 3, 3: 2, 4: 1, 5: 0}
+
+
+def read_cranfield_qrels(path: str | os.PathLike[str]) -> Qrels:
+    """Read ``cranqrel`` (``query-ordinal doc code``) into graded qrels (gain = 5 - code)."""
+    path = Path(path)
+    qrels: Qrels = {}
+    for number, line in enumerate(read_text(path).split("\n"), start=1):
+        if not line.strip():
+            continue
+        fields = line.split()
+        if len(fields) != 3:
+            raise HarnessError(f"{path}:{number}: expected 3 fields 'query doc code', got {len(fields)}")
+        qid, docid, code_text = fields
+        try:
+            code = int(code_text)
+        except ValueError:
+            raise HarnessError(f"{path}:{number}: relevance code must be an integer, got {code_text!r}") from None
+        if code == -1:
+            continue
+        if code not in CRANFIELD_GAIN:
+            raise HarnessError(f"{path}:{number}: relevance code {code} is not one of -1, 1, 2, 3, 4, 5")
+        judged = qrels.setdefault(str(int(qid)), {})
+        docid = str(int(docid))
+        gain = CRANFIELD_GAIN[code]
+        if docid in judged and judged[docid] != gain:
+            raise HarnessError(f"{path}:{number}: query {qid} document {docid} judged twice with different codes")
+        judged[docid] = gain
+    return qrels
+
+
+def _check_qrels(
+    qrels: Qrels, queries: list[Query], corpus: dict[str, Document], qrels_path: Path, queries_path: Path, corpus_path: Path
+) -> tuple[list[Query], Qrels]:
+    known = {q.id for q in queries}
+    bad_q = [q for q in qrels if q not in known]
+    if bad_q:
+        raise HarnessError(f"{qrels_path}: {len(bad_q)} judged queries not in {queries_path}: {', '.join(map(repr, bad_q[:3]))}")
+    bad_d = sorted({d for judged in qrels.values() for d in judged if d not in corpus})
+    if bad_d:
+        raise HarnessError(f"{qrels_path}: {len(bad_d)} judged documents not in {corpus_path}: {', '.join(map(repr, bad_d[:3]))}")
+    positive = {q: {d: r for d, r in judged.items() if r > 0} for q, judged in qrels.items()}
+    positive = {q: judged for q, judged in positive.items() if judged}
+    evaluated = [q for q in queries if q.id in positive]
+    if not evaluated:
+        raise HarnessError(f"{qrels_path}: no query has a relevant document; empty query set")
+    return evaluated, {q.id: positive[q.id] for q in evaluated}
+
+
+class _ClassicTask(Task):
+    metrics: ClassVar[tuple[str, ...]] = CLASSIC_METRICS
+    files: ClassVar[tuple[str, ...]]
+
+    def __init__(self, name: str | None = None, data: str | None = None, **params: Any) -> None:
+        super().__init__(name=name, data=data, **params)
+        if name:
+            raise HarnessError(f"task {self.family!r} has no sub-datasets; got {self.family}/{name}")
+        if params:
+            raise HarnessError(f"task {self.family!r} takes no parameters; got {', '.join(sorted(params))}")
+
+    def _provenance(self, folder: Path, n_queries: int, n_docs: int, **extra: Any) -> dict[str, Any]:
+        return {
+            "source": str(folder.resolve()),
+            "revision": None,
+            "sha256": {name: sha256_file(folder / name) for name in self.files},
+            "split": "test",
+            "n_queries": n_queries,
+            "n_docs": n_docs,
+            "ignore_identical_ids": False,
+            **extra,
+        }
+
+
+class CranfieldTask(_ClassicTask):
+    """``cranfield``: Cranfield 1400 (1,400 abstracts, 225 judged queries, graded qrels)."""
+
+    family: ClassVar[str] = "cranfield"
+    files: ClassVar[tuple[str, ...]] = ("cran.all.1400", "cran.qry", "cranqrel")
+
+    def load(self) -> TaskData:
+        folder = locate_collection(self.family, self.data, self.files)
+        corpus = read_cranfield_docs(folder / "cran.all.1400")
+        queries = read_cranfield_queries(folder / "cran.qry")
+        qrels = read_cranfield_qrels(folder / "cranqrel")
+        evaluated, qrels = _check_qrels(
+            qrels, queries, corpus, folder / "cranqrel", folder / "cran.qry", folder / "cran.all.1400"
+        )
+        return TaskData(
+            queries=evaluated,
+            qrels=qrels,
+            corpus=corpus,
+            metrics=self.metrics,
+            ignore_identical_ids=False,
+            provenance=self._provenance(
+                folder,
+                len(evaluated),
+                len(corpus),
+                relevance="gain = 5 - Cleverdon code (1->4 ... 4->1); code -1 dropped; query ids = ordinals in cran.qry",
+            ),
+        )
+
+
+_TAGS = re.compile(r"<[^>]*>")
+_CACM_ID = re.compile(r"^CACM-0*(\d+)$")
+
+
+def cacm_doc_id(raw: str) -> str:
+    """``CACM-0115`` (archive file name) and ``CACM-115`` (qrels) -> ``CACM-115``."""
+    match = _CACM_ID.match(raw)
+    return f"CACM-{match.group(1)}" if match else raw
+
+
+def read_cacm_docs(path: str | os.PathLike[str]) -> dict[str, Document]:
+    """Read the ``CACM-NNNN.html`` members of ``cacm.tar.gz`` (see the module docstring)."""
+    path = Path(path)
+    corpus: dict[str, Document] = {}
+    try:
+        archive = tarfile.open(path, "r:*")
+    except FileNotFoundError:
+        raise HarnessError(f"{path}: file not found") from None
+    except (tarfile.TarError, OSError) as exc:
+        raise HarnessError(f"{path}: not a readable tar archive ({exc})") from None
+    with archive:
+        for member in archive:
+            if not member.isfile() or not member.name.endswith(".html"):
+                continue
+            doc_id = cacm_doc_id(Path(member.name).stem)
+            if doc_id in corpus:
+                raise HarnessError(f"{path}: duplicate document {member.name}")
+            handle = archive.extractfile(member)
+            assert handle is not None
+            raw = handle.read().decode("utf-8", errors="replace").replace("\r\n", "\n")
+            lines = [line.strip() for line in html.unescape(_TAGS.sub(" ", raw)).split("\n")]
+            lines = [line for line in lines if line]
+            if not lines:
+                raise HarnessError(f"{path}: {member.name} holds no text")
+            corpus[doc_id] = Document(id=doc_id, title=_squash(lines[0]), text=_squash(" ".join(lines[1:])))
+    if not corpus:
+        raise HarnessError(f"{path}: empty corpus (no .html members)")
+    return corpus
+
+
+class CacmTask(_ClassicTask):
+    """``cacm``: CACM (3,204 documents, 64 topics of which 52 are judged, binary qrels)."""
+
+    family: ClassVar[str] = "cacm"
+    files: ClassVar[tuple[str, ...]] = ("cacm.tar.gz", "topics.cacm.txt", "qrels.cacm.txt")
+
+    def load(self) -> TaskData:
+        folder = locate_collection(self.family, self.data, self.files)
+        corpus = read_cacm_docs(folder / "cacm.tar.gz")
+        topics = read_trec_topics(folder / "topics.cacm.txt")
+        queries = [Query(id=qid, text=text) for qid, text in topics.items()]
+        qrels = {q: {cacm_doc_id(d): rel for d, rel in judged.items()} for q, judged in read_trec_qrels(folder / "qrels.cacm.txt").items()}
+        evaluated, qrels = _check_qrels(
+            qrels, queries, corpus, folder / "qrels.cacm.txt", folder / "topics.cacm.txt", folder / "cacm.tar.gz"
+        )
+        log.info("cacm: %d documents, %d of %d topics judged", len(corpus), len(evaluated), len(queries))
+        return TaskData(
+            queries=evaluated,
+            qrels=qrels,
+            corpus=corpus,
+            metrics=self.metrics,
+            ignore_identical_ids=False,
+            provenance=self._provenance(
+                folder, len(evaluated), len(corpus), n_topics=len(queries), relevance="binary TREC qrels; unjudged topics skipped"
+            ),
+        )
