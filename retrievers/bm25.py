@@ -1,0 +1,294 @@
+"""BM25 through ``bm25s``: Lucene-style scoring, PyStemmer English stemming, English stopwords.
+
+Scoring (``method="lucene"``, the default, as Pyserini/Anserini)::
+
+    score(q, d) = sum_{t in q} idf(t) * tf(t, d) / (tf(t, d) + k1 * (1 - b + b * |d| / avgdl))
+    idf(t)      = log(1 + (N - df(t) + 0.5) / (df(t) + 0.5))
+
+with ``k1 = 0.9``, ``b = 0.4`` (Anserini's defaults). A query term that occurs twice counts
+twice, as in Lucene and ``rank_bm25``. ``method="robertson"`` uses
+``idf = log((N - df + 0.5) / (df + 0.5))`` floored at 0, which ranks exactly as
+``rank_bm25.BM25Okapi(epsilon=0)`` (see ``harness bench bm25``).
+
+Text and tokens
+    A document is indexed as ``title + " " + text`` (Pyserini's BEIR *flat* indexes), or its
+    text alone when it has no title. Tokens are bm25s's: lower-cased ``\\w\\w+`` words, English
+    stopwords removed, then Snowball-stemmed (PyStemmer).
+
+Rankings
+    ``search`` returns, per query, the top ``k`` documents that contain at least one query term
+    (as Lucene does: documents matching no term are not retrieved, so a query may get fewer than
+    ``k``), ordered by score descending and then doc id ascending; ties are broken by doc id
+    deterministically, also at the ``k``-th place.
+
+Scoring candidate lists
+    ``score(instances)`` builds a small index over each instance's candidates, so IDF and the
+    average length come from the candidate list, not from the full corpus. This is the natural
+    choice for instance tasks (NIAH chunks, LongMemEval rounds, CLIPPER chapters), whose
+    candidate list *is* the collection; for BEIR re-ranking, the first-stage scores from
+    ``search`` are the corpus-level ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from harness.errors import HarnessError
+from harness.types import Document, Instance, Query, Retriever, Run
+
+if TYPE_CHECKING:
+    import numpy as np
+
+log = logging.getLogger(__name__)
+
+METHODS = ("lucene", "robertson", "atire", "bm25l", "bm25+")
+
+
+def document_text(doc: Document) -> str:
+    """The text a retriever indexes: ``title + " " + text``, or the text alone without a title."""
+    return f"{doc.title} {doc.text}" if doc.title else doc.text
+
+
+def progress_enabled(show_progress: bool | None) -> bool:
+    """``show_progress`` when given, otherwise on unless ``DISABLE_TQDM`` is set."""
+    if show_progress is not None:
+        return bool(show_progress)
+    return os.environ.get("DISABLE_TQDM", "").lower() in ("", "0", "false")
+
+
+def check_depth(k: int, corpus_size: int) -> None:
+    """Reject a retrieval depth ``k`` that is not in ``1..corpus_size`` with a one-line error."""
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise HarnessError(f"retrieval depth must be an integer, got {k!r}")
+    if k <= 0:
+        raise HarnessError(f"retrieval depth {k} must be at least 1")
+    if k > corpus_size:
+        raise HarnessError(f"retrieval depth {k} is larger than the corpus ({corpus_size} documents)")
+
+
+def top_k_indices(scores: np.ndarray, k: int, tie_rank: np.ndarray) -> np.ndarray:
+    """Indices of the ``k`` best ``scores``, ordered by score descending then ``tie_rank``.
+
+    ``tie_rank[i]`` is document ``i``'s position in doc-id order, so ties are broken by doc id,
+    including ties across the ``k``-th place (every doc tied with the ``k``-th score is
+    considered before cutting). When at least ``k`` scores are positive (the usual case for
+    BM25, whose non-matching documents score 0), only those are partitioned.
+    """
+    import numpy as np
+
+    n = scores.shape[0]
+    positive = np.flatnonzero(scores > 0)
+    pool = positive if positive.shape[0] >= k else np.arange(n)
+    if k >= pool.shape[0]:
+        candidates = pool
+    else:
+        pool_scores = scores[pool]
+        kth = np.partition(pool_scores, pool.shape[0] - k)[pool.shape[0] - k]
+        candidates = pool[pool_scores >= kth]
+    order = np.lexsort((tie_rank[candidates], -scores[candidates]))
+    return candidates[order[:k]]
+
+
+class BM25Index:
+    """A bm25s index over pre-tokenized documents with deterministic top-k.
+
+    ``BM25Index(ids, tokens).top_k(query_tokens, k)`` -> ``[(doc_id, score), ...]``. Used by
+    :class:`BM25Retriever` and by ``harness bench bm25`` (which feeds the same tokens to
+    ``rank_bm25``).
+    """
+
+    def __init__(
+        self,
+        doc_ids: Sequence[str],
+        doc_tokens: Sequence[list[str]],
+        *,
+        k1: float = 0.9,
+        b: float = 0.4,
+        method: str = "lucene",
+        show_progress: bool = False,
+    ) -> None:
+        import bm25s
+        import numpy as np
+
+        if not doc_ids:
+            raise HarnessError("cannot index an empty corpus")
+        self.doc_ids = list(doc_ids)
+        self.model = bm25s.BM25(k1=k1, b=b, method=method)
+        self.model.index(list(doc_tokens), show_progress=show_progress)
+        order = sorted(range(len(self.doc_ids)), key=self.doc_ids.__getitem__)
+        self.tie_rank = np.empty(len(order), dtype=np.int64)
+        self.tie_rank[order] = np.arange(len(order))
+
+    def __len__(self) -> int:
+        return len(self.doc_ids)
+
+    def scores(self, query_tokens: Sequence[str]) -> np.ndarray:
+        """BM25 score of every document (float32, index order); zeros for an unknown query."""
+        import numpy as np
+
+        ids = self.model.get_tokens_ids(list(query_tokens))
+        if not ids:
+            return np.zeros(len(self.doc_ids), dtype=np.float32)
+        return self.model.get_scores_from_ids(ids)
+
+    def top_k(self, query_tokens: Sequence[str], k: int, *, matching_only: bool = True) -> list[tuple[str, float]]:
+        """The best ``k`` ``(doc_id, score)`` pairs; with ``matching_only``, only docs scoring > 0."""
+        scores = self.scores(query_tokens)
+        best = top_k_indices(scores, k, self.tie_rank)
+        pairs = list(zip([self.doc_ids[i] for i in best.tolist()], scores[best].tolist()))
+        return [(d, s) for d, s in pairs if s > 0] if matching_only else pairs
+
+
+class BM25Retriever(Retriever):
+    """BM25 (bm25s) as a first stage over a corpus and as a scorer of candidate lists.
+
+    Parameters
+    ----------
+    k1, b:
+        BM25 saturation and length normalisation (Anserini defaults 0.9 and 0.4).
+    method:
+        bm25s variant: ``lucene`` (default), ``robertson``, ``atire``, ``bm25l`` or ``bm25+``.
+    stemmer:
+        A PyStemmer (Snowball) language such as ``"english"``, or ``None`` for no stemming.
+    stopwords:
+        A bm25s stopword list name such as ``"en"``, or ``None`` to keep every word.
+    show_progress:
+        Progress bars; by default on unless the ``DISABLE_TQDM`` environment variable is set.
+
+    >>> from harness.types import Document, Query
+    >>> corpus = {"a": Document("a", "cats purr"), "b": Document("b", "dogs bark loudly")}
+    >>> list(BM25Retriever(show_progress=False).search(corpus, [Query("q", "barking dogs")], k=2)["q"])
+    ['b']
+    """
+
+    name = "bm25"
+    kind = "sparse"
+    first_stage = True
+
+    def __init__(
+        self,
+        k1: float = 0.9,
+        b: float = 0.4,
+        method: str = "lucene",
+        stemmer: str | None = "english",
+        stopwords: str | None = "en",
+        show_progress: bool | None = None,
+    ) -> None:
+        try:
+            self.k1 = float(k1)
+            self.b = float(b)
+        except (TypeError, ValueError):
+            raise HarnessError(f"bm25: k1 and b must be numbers, got k1={k1!r}, b={b!r}") from None
+        if self.k1 < 0 or not 0 <= self.b <= 1:
+            raise HarnessError(f"bm25: need k1 >= 0 and 0 <= b <= 1, got k1={self.k1}, b={self.b}")
+        if method not in METHODS:
+            raise HarnessError(f"bm25: unknown method {method!r} (known: {', '.join(METHODS)})")
+        self.method = method
+        self.stemmer_name = None if stemmer in (None, "", "none") else str(stemmer)
+        self.stopwords = None if stopwords in (None, "", "none") else str(stopwords)
+        self.show_progress = progress_enabled(show_progress)
+        self._stemmer = self._make_stemmer(self.stemmer_name)
+        if self.stopwords is not None:
+            from bm25s.tokenization import _infer_stopwords
+
+            try:
+                _infer_stopwords(self.stopwords)
+            except ValueError:
+                raise HarnessError(f"bm25: unknown stopword list {self.stopwords!r} (e.g. 'en')") from None
+
+    @staticmethod
+    def _make_stemmer(language: str | None) -> Any:
+        if language is None:
+            return None
+        import Stemmer
+
+        if language not in Stemmer.algorithms():
+            raise HarnessError(f"bm25: unknown stemmer {language!r} (PyStemmer knows: {', '.join(Stemmer.algorithms())})")
+        return Stemmer.Stemmer(language)
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        import bm25s
+
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "model": None,
+            "revision": f"bm25s=={bm25s.__version__}",
+            "params": {
+                "k1": self.k1,
+                "b": self.b,
+                "method": self.method,
+                "stemmer": self.stemmer_name,
+                "stopwords": self.stopwords,
+            },
+            "document_text": "title + ' ' + text",
+        }
+
+    # ------------------------------------------------------------------ tokens and indexes
+
+    def tokenize(self, texts: Sequence[str], *, progress: bool | None = None) -> list[list[str]]:
+        """bm25s tokens of each text (lower-cased words, stopwords removed, stemmed)."""
+        import bm25s
+
+        if not texts:
+            return []
+        tokens = bm25s.tokenize(
+            list(texts),
+            lower=True,
+            stopwords=self.stopwords,
+            stemmer=self._stemmer,
+            return_ids=False,
+            show_progress=self.show_progress if progress is None else progress,
+        )
+        return [list(t) for t in tokens]
+
+    def build_index(self, docs: Sequence[Document]) -> BM25Index:
+        """Index ``docs`` (their :func:`document_text`)."""
+        return BM25Index(
+            [d.id for d in docs],
+            self.tokenize([document_text(d) for d in docs]),
+            k1=self.k1,
+            b=self.b,
+            method=self.method,
+            show_progress=self.show_progress,
+        )
+
+    # ------------------------------------------------------------------ Retriever contract
+
+    def search(self, corpus: Mapping[str, Document], queries: Sequence[Query], k: int) -> Run:
+        """Top ``k`` matching documents of ``corpus`` per query (see the module docstring)."""
+        if not corpus:
+            raise HarnessError("bm25: the corpus is empty")
+        check_depth(k, len(corpus))
+        if not queries:
+            raise HarnessError("bm25: no queries to search")
+        index = self.build_index(list(corpus.values()))
+        run: Run = {}
+        empty = 0
+        for query, tokens in zip(queries, self.tokenize([q.text for q in queries])):
+            run[query.id] = dict(index.top_k(tokens, k))
+            empty += not run[query.id]
+        if empty:
+            log.warning("bm25: %d of %d queries matched no document (they score 0)", empty, len(queries))
+        return run
+
+    def score(self, instances: Sequence[Instance]) -> Iterator[dict[str, float]]:
+        """BM25 of each instance's candidates, with an index over that candidate list."""
+        for instance in instances:
+            if not instance.candidates:
+                yield {}
+                continue
+            index = BM25Index(
+                [d.id for d in instance.candidates],
+                self.tokenize([document_text(d) for d in instance.candidates], progress=False),
+                k1=self.k1,
+                b=self.b,
+                method=self.method,
+                show_progress=False,
+            )
+            scores = index.scores(self.tokenize([instance.query.text], progress=False)[0])
+            yield {doc_id: float(s) for doc_id, s in zip(index.doc_ids, scores)}

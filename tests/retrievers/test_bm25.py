@@ -1,0 +1,160 @@
+"""BM25: a pure-Python reference of the Lucene formula, rank_bm25 parity, ties, errors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from harness.bench import bm25 as bench
+from harness.errors import HarnessError
+from harness.types import Document, Instance, Query
+from retrievers.bm25 import BM25Retriever
+
+
+def lucene_reference(doc_tokens: dict[str, list[str]], query: list[str], k1: float, b: float) -> dict[str, float]:
+    """Obviously-correct BM25 (Lucene variant): every doc that shares a term with the query."""
+    n = len(doc_tokens)
+    avgdl = sum(map(len, doc_tokens.values())) / n
+    df = Counter(t for toks in doc_tokens.values() for t in set(toks))
+    out: dict[str, float] = {}
+    for doc, toks in doc_tokens.items():
+        tf = Counter(toks)
+        score = 0.0
+        for term in query:
+            if tf[term]:
+                idf = math.log(1 + (n - df[term] + 0.5) / (df[term] + 0.5))
+                score += idf * tf[term] / (tf[term] + k1 * (1 - b + b * len(toks) / avgdl))
+        if score > 0:
+            out[doc] = score
+    return out
+
+
+@pytest.fixture(scope="module")
+def cranfield(shared_data: Path) -> tuple[dict[str, Document], list[Query]]:
+    docs = {d: Document(d, t) for d, t in bench.cranfield_documents(shared_data)}
+    queries = [Query(q, t) for q, t in bench.cranfield_queries(shared_data)]
+    return docs, queries
+
+
+def test_scores_equal_the_lucene_formula(cranfield: tuple[dict[str, Document], list[Query]]) -> None:
+    docs, queries = cranfield
+    corpus = dict(list(docs.items())[:300])
+    retriever = BM25Retriever(k1=0.9, b=0.4, show_progress=False)
+    run = retriever.search(corpus, queries[:15], k=300)
+    tokens = dict(zip(corpus, retriever.tokenize([d.text for d in corpus.values()])))
+    for query in queries[:15]:
+        expected = lucene_reference(tokens, retriever.tokenize([query.text])[0], 0.9, 0.4)
+        assert set(run[query.id]) == set(expected), query.id  # exactly the matching documents
+        for doc, score in run[query.id].items():
+            assert score == pytest.approx(expected[doc], rel=1e-5)
+        ranked = list(run[query.id])
+        assert ranked == sorted(ranked, key=lambda d: (-run[query.id][d], d))
+
+
+def test_identical_top10_with_rank_bm25_on_cranfield(cranfield: tuple[dict[str, Document], list[Query]]) -> None:
+    """Parity on identical tokens: bm25s robertson vs rank_bm25 BM25Okapi(epsilon=0)."""
+    docs, queries = cranfield
+    retriever = BM25Retriever(method="robertson", show_progress=False)
+    ids = list(docs)
+    doc_tokens = retriever.tokenize([docs[d].text for d in ids])
+    query_tokens = retriever.tokenize([q.text for q in queries])
+    ours = bench.ours_top_k(ids, doc_tokens, query_tokens, 10, 0.9, 0.4)
+    ref = bench.rank_bm25_top_k(ids, doc_tokens, query_tokens, 10, 0.9, 0.4)
+    same = sum(a == r for a, r in zip(ours, ref))
+    assert len(queries) == 225 and same / len(queries) >= 0.99, f"{same}/{len(queries)} identical"
+    # The retriever's own search agrees with the index on the same method.
+    run = retriever.search(docs, queries[:20], k=10)
+    for query, top in zip(queries[:20], ours[:20]):
+        assert list(run[query.id]) == top[: len(run[query.id])]
+
+
+def test_ties_broken_by_doc_id_also_at_the_cut() -> None:
+    texts = {"b": "apple pie", "c": "apple pie", "a": "apple pie", "d": "pear", "e": "apple apple pie"}
+    retriever = BM25Retriever(show_progress=False)
+    for order in (list(texts), sorted(texts), sorted(texts, reverse=True)):
+        corpus = {d: Document(d, texts[d]) for d in order}
+        run = retriever.search(corpus, [Query("q", "apple")], k=3)
+        assert list(run["q"]) == ["e", "a", "b"]
+        assert run["q"]["a"] == run["q"]["b"]
+
+
+def test_stemming_stopwords_and_titles() -> None:
+    corpus = {
+        "1": Document("1", "the dog barked at night"),
+        "2": Document("2", "a quiet evening", title="Barking"),
+        "3": Document("3", "cats sleep"),
+    }
+    stemmed = BM25Retriever(show_progress=False).search(corpus, [Query("q", "barks"), Query("s", "the")], k=3)
+    assert set(stemmed["q"]) == {"1", "2"}  # barked / Barking / barks share the stem; title indexed
+    assert stemmed["s"] == {}  # only a stopword
+    plain = BM25Retriever(stemmer=None, stopwords=None, show_progress=False).search(
+        corpus, [Query("q", "barks"), Query("s", "the")], k=3
+    )
+    assert plain["q"] == {} and set(plain["s"]) == {"1"}
+
+
+def test_score_candidates_uses_the_candidate_list_as_collection() -> None:
+    docs = [
+        Document("x", "solar wind and solar flares"),
+        Document("y", "wind turbines"),
+        Document("z", "tidal energy"),
+    ]
+    retriever = BM25Retriever(show_progress=False)
+    instance = Instance(Query("q", "solar wind"), docs)
+    empty = Instance(Query("e", "solar"), [])
+    scores, none = list(retriever.score([instance, empty]))
+    assert none == {}
+    assert list(scores) == ["x", "y", "z"] and scores["z"] == 0.0
+    assert scores["x"] > scores["y"] > 0
+    run = retriever.search({d.id: d for d in docs}, [instance.query], k=3)
+    assert run["q"] == pytest.approx({d: s for d, s in scores.items() if s > 0})
+
+
+def test_bad_input() -> None:
+    corpus = {"a": Document("a", "one"), "b": Document("b", "two")}
+    retriever = BM25Retriever(show_progress=False)
+    with pytest.raises(HarnessError, match="retrieval depth 0 must be at least 1"):
+        retriever.search(corpus, [Query("q", "one")], k=0)
+    with pytest.raises(HarnessError, match=r"retrieval depth 3 is larger than the corpus \(2 documents\)"):
+        retriever.search(corpus, [Query("q", "one")], k=3)
+    with pytest.raises(HarnessError, match="corpus is empty"):
+        retriever.search({}, [Query("q", "one")], k=1)
+    with pytest.raises(HarnessError, match="no queries"):
+        retriever.search(corpus, [], k=1)
+    with pytest.raises(HarnessError, match="unknown method"):
+        BM25Retriever(method="okapi")
+    with pytest.raises(HarnessError, match="unknown stemmer"):
+        BM25Retriever(stemmer="klingon")
+    with pytest.raises(HarnessError, match="unknown stopword list"):
+        BM25Retriever(stopwords="klingon")
+    with pytest.raises(HarnessError, match="k1 >= 0"):
+        BM25Retriever(b=1.5)
+
+
+def test_meta_records_parameters() -> None:
+    meta = BM25Retriever(k1="1.2", show_progress=False).meta
+    assert meta["name"] == "bm25" and meta["kind"] == "sparse"
+    assert meta["params"] == {"k1": 1.2, "b": 0.4, "method": "lucene", "stemmer": "english", "stopwords": "en"}
+    assert meta["revision"].startswith("bm25s==")
+
+
+def test_bench_command_quick_run(shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The benchmark's plumbing on a subset of queries (the recorded run uses all of them)."""
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    out = tmp_path / "bench" / "bm25.json"
+    args = parser.parse_args(["--data", str(shared_data), "--max-queries", "30", "--output", str(out), "--json"])
+    assert bench.run(args) == 0
+    record = json.loads(out.read_text())
+    assert record == json.loads(capsys.readouterr().out)
+    assert record["corpus"]["documents"] >= 10_000 and record["queries"] == 30 and record["depth"] == 200
+    assert record["identical_top10_pct"] >= 99.0
+    assert record["seconds"]["ours"] > 0 and record["seconds"]["rank_bm25"] > 0
+    assert "Speed-up" in out.with_suffix(".md").read_text()
+    with pytest.raises(HarnessError, match="--depth 0 must be at least 1"):
+        bench.run(parser.parse_args(["--data", str(shared_data), "--depth", "0"]))
