@@ -110,7 +110,13 @@ def read_book_chapters(folder: Path) -> list[Document]:
 
 
 def _pair_instances(
-    pair_id: str, true_claim: str, false_claim: str, chapters: list[Document], gold: Mapping[str, int], context_id: str, meta: Mapping[str, Any]
+    pair_id: str,
+    true_claim: str,
+    false_claim: str,
+    chapters: list[Document],
+    gold: Mapping[str, int],
+    context_id: str,
+    meta: Mapping[str, Any],
 ) -> list[Instance]:
     out = []
     for label, claim in (("true", true_claim), ("false", false_claim)):
@@ -156,7 +162,9 @@ class ClipperTask(Task):
                 instances, provenance = self._load_qrhead((path / TRUE_FILE, path / FALSE_FILE), str(path))
             elif path.is_dir() and (path / "books").is_dir():
                 instances, provenance = self._load_csv(path)
-            elif path.suffix in (".parquet", ".json", ".jsonl") or (path.is_dir() and list(path.glob("test-*.parquet"))):
+            elif path.suffix in (".parquet", ".json", ".jsonl") or (
+                path.is_dir() and list(path.glob("test-*.parquet"))
+            ):
                 instances, provenance = self._load_hf_rows(path)
             elif not path.exists():
                 raise HarnessError(f"{path}: no such file or folder")
@@ -187,13 +195,14 @@ class ClipperTask(Task):
 
     def _download(self) -> tuple[Path, Path]:
         from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError
 
         revision = self.params.get("revision")
         paths = []
         for filename in HUB_FILES:
             try:
                 paths.append(Path(hf_hub_download(HUB_REPO, filename, repo_type="dataset", revision=revision)))
-            except Exception as exc:  # network, offline mode, missing revision
+            except (OSError, ValueError, EntryNotFoundError) as exc:  # network, offline mode, missing revision
                 raise HarnessError(
                     f"clipper: cannot download {HUB_REPO}/{filename} ({type(exc).__name__}: {exc}); pass --data with a local copy"
                 ) from None
@@ -239,16 +248,28 @@ class ClipperTask(Task):
                 true_claim, false_claim = (row.get("facts") or "").strip(), (row.get("corrupted_facts") or "").strip()
                 if not true_claim or not false_claim:
                     n_unpaired += 1
-                    self._unpaired(f"{where}: has no {'false twin (corrupted_facts)' if true_claim else 'true claim (facts)'}")
+                    self._unpaired(
+                        f"{where}: has no {'false twin (corrupted_facts)' if true_claim else 'true claim (facts)'}"
+                    )
                     continue
                 gold = parse_source_chapters(row.get("source") or "")
                 if not gold:
                     raise HarnessError(f"{where}: field 'source' names no chapter ({row.get('source')!r})")
                 unknown = [c for c in gold if c not in chapter_ids]
                 if unknown:
-                    raise HarnessError(f"{where}: source chapter {unknown[0]} is not in books/{book} ({len(chapters)} chapters)")
+                    raise HarnessError(
+                        f"{where}: source chapter {unknown[0]} is not in books/{book} ({len(chapters)} chapters)"
+                    )
                 instances.extend(
-                    _pair_instances(pair_id, true_claim, false_claim, chapters, {c: 1 for c in gold}, book, {"book": book, "claim_type": kind})
+                    _pair_instances(
+                        pair_id,
+                        true_claim,
+                        false_claim,
+                        chapters,
+                        {c: 1 for c in gold},
+                        book,
+                        {"book": book, "claim_type": kind},
+                    )
                 )
                 kept += 1
             counts[f"{book}/{kind}"] = kept
@@ -277,15 +298,27 @@ class ClipperTask(Task):
                 continue
             false_entry, false_where = twin
             chapters = self._icr_chapters(true_entry, where)
-            if [(d.id, d.text) for d in chapters] != [(d.id, d.text) for d in self._icr_chapters(false_entry, false_where)]:
-                raise HarnessError(f"{false_where}: claim idx {idx!r} is paired with a different book than in {files[0]}")
+            if [(d.id, d.text) for d in chapters] != [
+                (d.id, d.text) for d in self._icr_chapters(false_entry, false_where)
+            ]:
+                raise HarnessError(
+                    f"{false_where}: claim idx {idx!r} is paired with a different book than in {files[0]}"
+                )
             gold = {str(g): 1 for g in true_entry.get("gt_docs") or []}
             unknown = [g for g in gold if g not in {d.id for d in chapters}]
             if unknown:
                 raise HarnessError(f"{where}: gt_docs chapter {unknown[0]!r} is not among its paragraphs")
             digest = hashlib.sha256("\x00".join(d.text for d in chapters).encode()).hexdigest()[:16]
             instances.extend(
-                _pair_instances(str(idx), str(true_entry["question"]), str(false_entry["question"]), chapters, gold, f"book-{digest}", {})
+                _pair_instances(
+                    str(idx),
+                    str(true_entry["question"]),
+                    str(false_entry["question"]),
+                    chapters,
+                    gold,
+                    f"book-{digest}",
+                    {},
+                )
             )
         for idx, (_, where) in false_entries.items():
             if idx not in true_entries:
@@ -353,13 +386,20 @@ class ClipperTask(Task):
         for where, row in rows:
             for name in ("id", "book_name", "source"):
                 if name not in row or row[name] is None:
-                    hint = " (the HF rows do not name evidence chapters; use the QRHead files or the repository CSVs)" if name == "source" else ""
+                    hint = (
+                        " (the HF rows do not name evidence chapters; use the QRHead files or the repository CSVs)"
+                        if name == "source"
+                        else ""
+                    )
                     raise HarnessError(f"{where}: missing field {name!r}{hint}")
             pair_id = str(row["id"])
             if pair_id in seen:
                 raise HarnessError(f"{where}: duplicate id {pair_id!r}")
             seen.add(pair_id)
-            true_claim, false_claim = str(row.get("true_claim") or "").strip(), str(row.get("false_claim") or "").strip()
+            true_claim, false_claim = (
+                str(row.get("true_claim") or "").strip(),
+                str(row.get("false_claim") or "").strip(),
+            )
             if not true_claim or not false_claim:
                 n_unpaired += 1
                 self._unpaired(f"{where} (id {pair_id}): has no {'false_claim' if true_claim else 'true_claim'}")
@@ -371,7 +411,15 @@ class ClipperTask(Task):
             if not gold:
                 raise HarnessError(f"{where}: field 'source' names no chapter")
             instances.extend(
-                _pair_instances(pair_id, true_claim, false_claim, books[book], {c: 1 for c in gold}, book, {"book": book, "claim_type": row.get("claim_type")})
+                _pair_instances(
+                    pair_id,
+                    true_claim,
+                    false_claim,
+                    books[book],
+                    {c: 1 for c in gold},
+                    book,
+                    {"book": book, "claim_type": row.get("claim_type")},
+                )
             )
         provenance = {
             "source": str(path),
@@ -389,7 +437,9 @@ class ClipperTask(Task):
         try:
             ordered = sorted(docs, key=lambda d: int(d.id))
         except ValueError:
-            raise HarnessError(f"clipper: document ids must be chapter numbers, got {[d.id for d in docs][:3]}") from None
+            raise HarnessError(
+                f"clipper: document ids must be chapter numbers, got {[d.id for d in docs][:3]}"
+            ) from None
         context = "\n\n\n".join(d.text for d in ordered)
         return [{"role": "user", "content": PROMPT_TEMPLATE.format(context=context, statement=instance.query.text)}]
 
@@ -406,7 +456,10 @@ class ClipperTask(Task):
             label = inst.meta["label"]
             answer = parse_answer_tag(output)
             answers[inst.query.id] = answer
-            scores[inst.query.id] = {"claim_accuracy": float(answer == label), "missing_answer_tag": float(answer is None)}
+            scores[inst.query.id] = {
+                "claim_accuracy": float(answer == label),
+                "missing_answer_tag": float(answer is None),
+            }
             by_pair.setdefault(inst.meta["pair_id"], {})[label] = inst.query.id
         incomplete = []
         for pair_id, members in by_pair.items():
@@ -416,7 +469,11 @@ class ClipperTask(Task):
             pair = float(answers[members["true"]] == "true" and answers[members["false"]] == "false")
             scores[members["true"]].update(pair_accuracy=pair, accuracy=pair)
         if incomplete:
-            log.warning("clipper: %d pairs have only one claim generated and get no pair_accuracy, e.g. %s", len(incomplete), incomplete[0])
+            log.warning(
+                "clipper: %d pairs have only one claim generated and get no pair_accuracy, e.g. %s",
+                len(incomplete),
+                incomplete[0],
+            )
         missing = sum(int(row["missing_answer_tag"]) for row in scores.values())
         if missing:
             log.warning("clipper: %d of %d outputs have no <answer> tag (their pairs fail)", missing, len(scores))

@@ -221,11 +221,12 @@ class LongMemEvalTask(Task):
     def _source_file(self) -> tuple[Path, str]:
         if self.data is None:
             from huggingface_hub import hf_hub_download
+            from huggingface_hub.errors import EntryNotFoundError
 
             revision = self.params.get("revision")
             try:
                 path = hf_hub_download(HUB_REPO, HUB_FILE, repo_type="dataset", revision=revision)
-            except Exception as exc:  # network, offline mode, missing revision
+            except (OSError, ValueError, EntryNotFoundError) as exc:  # network, offline mode, missing revision
                 raise HarnessError(
                     f"longmemeval: cannot download {HUB_REPO}/{HUB_FILE} ({type(exc).__name__}: {exc}); "
                     "pass --data with a local copy"
@@ -249,7 +250,12 @@ class LongMemEvalTask(Task):
             raise HarnessError(f"{path}:{exc.lineno}: malformed JSON ({exc.msg})") from None
         if not isinstance(entries, list):
             raise HarnessError(f"{path}: expected a JSON list of questions, got {type(entries).__name__}")
-        if entries and isinstance(entries[0], dict) and "paragraphs" in entries[0] and "haystack_sessions" not in entries[0]:
+        if (
+            entries
+            and isinstance(entries[0], dict)
+            and "paragraphs" in entries[0]
+            and "haystack_sessions" not in entries[0]
+        ):
             raise HarnessError(
                 f"{path}: this is the QRHead/ICR paragraphs format, not LongMemEval's; use --task icr-json "
                 "for retrieval on it, or the original LongMemEval file (with sessions and dates) here"
@@ -350,11 +356,16 @@ class LongMemEvalTask(Task):
         if judge is None:
             for inst, output in zip(instances, outputs):
                 value = answer_contained(output or "", str(inst.answer))
-                scores[inst.query.id] = {"answer_contains": value, f"answer_contains/{inst.meta['question_type']}": value}
+                scores[inst.query.id] = {
+                    "answer_contains": value,
+                    f"answer_contains/{inst.meta['question_type']}": value,
+                }
             return scores
         for inst in instances:  # unknown types fail before any judge call
             judge_template_name(inst.meta["question_type"], inst.query.id)
-        verdicts = judge.generate(self.judge_prompts(instances, outputs), max_tokens=self.judge_max_tokens, temperature=0.0)
+        verdicts = judge.generate(
+            self.judge_prompts(instances, outputs), max_tokens=self.judge_max_tokens, temperature=0.0
+        )
         if len(verdicts) != len(instances):
             raise HarnessError(f"longmemeval judge returned {len(verdicts)} answers for {len(instances)} prompts")
         for inst, verdict in zip(instances, verdicts):
@@ -367,5 +378,7 @@ class LongMemEvalTask(Task):
             scores[inst.query.id] = row
         n_failed = sum(int(row["judge_failed"]) for row in scores.values())
         if n_failed:
-            log.warning("longmemeval: the judge failed on %d of %d answers (counted as incorrect)", n_failed, len(scores))
+            log.warning(
+                "longmemeval: the judge failed on %d of %d answers (counted as incorrect)", n_failed, len(scores)
+            )
         return scores

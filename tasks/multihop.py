@@ -44,8 +44,15 @@ from tasks.qa_scoring import exact_match, f1_score, max_over_answers
 
 log = logging.getLogger(__name__)
 
-INSTRUCTION = "Answer the question based on the given passages. Only give me the answer and do not output any other words."
-PROMPT_TEMPLATE = INSTRUCTION + "\n\nThe following are given passages.\n{passages}\n\n" + INSTRUCTION + "\n\nQuestion: {question}\nAnswer:"
+INSTRUCTION = (
+    "Answer the question based on the given passages. Only give me the answer and do not output any other words."
+)
+PROMPT_TEMPLATE = (
+    INSTRUCTION
+    + "\n\nThe following are given passages.\n{passages}\n\n"
+    + INSTRUCTION
+    + "\n\nQuestion: {question}\nAnswer:"
+)
 PASSAGE_TEMPLATE = "Passage {index}:\n{title}\n{text}"
 
 
@@ -85,7 +92,9 @@ def _pairs_from_context(context: Any, where: str) -> list[tuple[str, list[str]]]
                 raise HarnessError(f"{where}: context[{number}] must be [title, [sentences]]")
             pairs.append((item[0], item[1]))
     else:
-        raise HarnessError(f"{where}: field 'context' must be a list of [title, sentences] or a {{title, sentences}} object")
+        raise HarnessError(
+            f"{where}: field 'context' must be a list of [title, sentences] or a {{title, sentences}} object"
+        )
     out = []
     for number, (title, sents) in enumerate(pairs):
         if isinstance(sents, str):
@@ -198,13 +207,16 @@ class MultiHopTask(Task):
 
     def _read_hub(self) -> list[Mapping[str, Any]]:
         import datasets
+        from datasets.exceptions import DatasetsError
 
         hub_id = self.params.get("hub_id", self.hub_id)
         split = self.params.get("split", self.hub_split)
         try:
             rows = datasets.load_dataset(hub_id, self.hub_config, split=split, revision=self.params.get("revision"))
-        except Exception as exc:  # network, offline mode, unknown id
-            raise HarnessError(f"{self.family}: cannot load {hub_id} ({type(exc).__name__}: {exc}); pass --data with a local file") from None
+        except (OSError, ValueError, DatasetsError) as exc:  # network, offline mode, unknown id
+            raise HarnessError(
+                f"{self.family}: cannot load {hub_id} ({type(exc).__name__}: {exc}); pass --data with a local file"
+            ) from None
         return list(rows)
 
     def load(self) -> TaskData:
@@ -222,7 +234,11 @@ class MultiHopTask(Task):
             self._file = path
             entries = self._read_local(path)
             assert self._file is not None
-            provenance = {"source": str(path), "sha256": {self._file.name: sha256_file(self._file)}, "split": self.params.get("split", "file")}
+            provenance = {
+                "source": str(path),
+                "sha256": {self._file.name: sha256_file(self._file)},
+                "split": self.params.get("split", "file"),
+            }
         limit = self.params.get("limit")
         if limit is not None:
             entries = entries[: int(limit)]
@@ -247,7 +263,11 @@ class MultiHopTask(Task):
         if empty:
             log.warning("%s: %d questions have no supporting paragraph among their candidates", self.family, len(empty))
         if totals["missing_support_titles"]:
-            log.warning("%s: %d supporting-fact titles are not in their question's context", self.family, totals["missing_support_titles"])
+            log.warning(
+                "%s: %d supporting-fact titles are not in their question's context",
+                self.family,
+                totals["missing_support_titles"],
+            )
         sizes: dict[int, int] = {}
         for inst in instances:
             sizes[len(inst.candidates)] = sizes.get(len(inst.candidates), 0) + 1

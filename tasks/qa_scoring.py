@@ -150,12 +150,10 @@ JUDGE_TEMPLATES: dict[str, str] = {
     + _STEPS
     + " In addition, do not penalize off-by-one errors for the number of days. If the question asks "
     "for the number of days/weeks/months, etc., and the model makes off-by-one errors (e.g., "
-    "predicting 19 days when the answer is 18), the model's response is still correct. "
-    + _TAIL,
+    "predicting 19 days when the answer is 18), the model's response is still correct. " + _TAIL,
     "knowledge-update": _CORRECT_HEAD
     + " If the response contains some previous information along with an updated answer, the "
-    "response should be considered as correct as long as the updated answer is the required answer."
-    + _TAIL,
+    "response should be considered as correct as long as the updated answer is the required answer." + _TAIL,
     "single-session-preference": (
         "I will give you a question, a rubric for desired personalized response, and a response from "
         "a model. Please answer yes if the response satisfies the desired response. Otherwise, answer "
@@ -193,7 +191,9 @@ def judge_template_name(question_type: str, question_id: str) -> str:
         return question_type
     from harness.errors import HarnessError
 
-    raise HarnessError(f"LongMemEval question {question_id!r}: unknown question_type {question_type!r} (no judge prompt)")
+    raise HarnessError(
+        f"LongMemEval question {question_id!r}: unknown question_type {question_type!r} (no judge prompt)"
+    )
 
 
 def longmemeval_judge_prompt(question_type: str, question_id: str, question: str, answer: str, response: str) -> str:

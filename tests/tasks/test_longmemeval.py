@@ -29,7 +29,11 @@ def test_registry_builds_the_task_and_default_split_excludes_single_session_user
     assert [q.id for q in data.queries] == ["tr_002", "ku_003_abs", "ssp_004"]
     assert data.metrics == ("R@3", "R@5", "R@10", "R_all@5", "R_any@5", "nDCG@10")
     assert data.provenance["split"] == "eval"
-    assert data.provenance["question_types"] == {"knowledge-update": 1, "single-session-preference": 1, "temporal-reasoning": 1}
+    assert data.provenance["question_types"] == {
+        "knowledge-update": 1,
+        "single-session-preference": 1,
+        "temporal-reasoning": 1,
+    }
     assert len(data.provenance["sha256"]["longmemeval_s_tiny.json"]) == 64
 
 
@@ -44,7 +48,10 @@ def test_detect_split_is_single_session_user_only():
 def test_rounds_are_chronological_with_inferred_ids_text_and_gold():
     inst = _by_id(LongMemEvalTask(data=str(FIXTURE), split="all").load())["ssu_001"]
     assert [d.id for d in inst.candidates] == ["ssu_001__s_a__0", "ssu_001__answer_s_b__0", "ssu_001__answer_s_b__1"]
-    assert inst.candidates[1].text == "user: My golden retriever Max loves the park.\nassistant: Golden retrievers are energetic!"
+    assert (
+        inst.candidates[1].text
+        == "user: My golden retriever Max loves the park.\nassistant: Golden retrievers are energetic!"
+    )
     assert inst.candidates[1].meta["turns"] == [
         {"role": "user", "content": "My golden retriever Max loves the park."},
         {"role": "assistant", "content": "Golden retrievers are energetic!"},
@@ -95,7 +102,10 @@ def test_round_ids_given_by_qrhead_files_are_used(tmp_path):
     [
         (lambda e: e.pop("haystack_dates"), r"question 0 \(ssu_001\): missing field 'haystack_dates'"),
         (lambda e: e["haystack_dates"].pop(), "differ in length"),
-        (lambda e: e.__setitem__("haystack_sessions", [["x"], []]), r"haystack_sessions\[0\] must be a list of turn objects"),
+        (
+            lambda e: e.__setitem__("haystack_sessions", [["x"], []]),
+            r"haystack_sessions\[0\] must be a list of turn objects",
+        ),
     ],
 )
 def test_bad_questions_name_file_question_and_field(tmp_path, mutate, message):
@@ -190,7 +200,9 @@ def test_judge_failure_counts_as_incorrect_and_is_flagged(caplog):
     task = LongMemEvalTask(data=str(FIXTURE), split="detect")
     instances = task.load().instances
     with caplog.at_level(logging.WARNING, logger="tasks.longmemeval"):
-        scores = task.score_generations(instances, ["golden retriever"], judge=_KeywordJudge("golden", fail_on="golden"))
+        scores = task.score_generations(
+            instances, ["golden retriever"], judge=_KeywordJudge("golden", fail_on="golden")
+        )
     assert scores["ssu_001"]["accuracy"] == 0.0 and scores["ssu_001"]["judge_failed"] == 1.0
     assert "judge failed on 1 of 1" in caplog.text
 
@@ -209,7 +221,9 @@ def test_without_judge_the_metric_is_answer_contains_not_accuracy():
 def test_judge_prompt_builder_picks_the_type_template():
     generic = longmemeval_judge_prompt("multi-session", "q1", "Q?", "A", "R")
     assert generic.startswith("I will give you a question, a correct answer, and a response from a model.")
-    assert generic.endswith("\n\nQuestion: Q?\n\nCorrect Answer: A\n\nModel Response: R\n\nIs the model response correct? Answer yes or no only.")
+    assert generic.endswith(
+        "\n\nQuestion: Q?\n\nCorrect Answer: A\n\nModel Response: R\n\nIs the model response correct? Answer yes or no only."
+    )
     assert "updated answer" in longmemeval_judge_prompt("knowledge-update", "q2", "Q?", "A", "R")
     assert "unanswerable" in longmemeval_judge_prompt("single-session-user", "q3_abs", "Q?", "A", "R")
     with pytest.raises(HarnessError, match="unknown question_type 'weird'"):

@@ -69,7 +69,9 @@ def test_prompt_lists_passages_in_the_given_order():
     task = HotpotQATask(data=str(HOTPOT))
     inst = task.load().instances[0]
     content = task.generation_prompt(inst, [inst.candidates[2], inst.candidates[1]])[0]["content"]
-    instruction = "Answer the question based on the given passages. Only give me the answer and do not output any other words."
+    instruction = (
+        "Answer the question based on the given passages. Only give me the answer and do not output any other words."
+    )
     assert content == (
         f"{instruction}\n\nThe following are given passages.\n"
         "Passage 1:\nBeta (band)\nBeta is a band. It was formed in 1985.\n\n"
@@ -81,7 +83,9 @@ def test_prompt_lists_passages_in_the_given_order():
 def test_em_and_f1_max_over_answers_on_the_first_line():
     task = MusiqueTask(data=str(FIXTURES / "musique_ans_dev_tiny.jsonl"))
     inst = task.load().instances[0]
-    assert task.score_generations([inst], ["\nAnswer: The French Republic.\nBecause Paris..."]) == {"2hop__1_2": {"EM": 1.0, "F1": 1.0}}
+    assert task.score_generations([inst], ["\nAnswer: The French Republic.\nBecause Paris..."]) == {
+        "2hop__1_2": {"EM": 1.0, "F1": 1.0}
+    }
     # "in france" vs "france": P = 1/2, R = 1 -> F1 = 2/3; EM 0.
     scores = task.score_generations([inst], ["in France"])["2hop__1_2"]
     assert scores["EM"] == 0.0 and scores["F1"] == pytest.approx(2 / 3)
