@@ -1,0 +1,352 @@
+"""Reported numbers: a paper's tables entered once as data, expanded into per-cell result files.
+
+The tables live in one YAML file (``results/reported/arxiv-2506.09944v2.yaml``), typed in as the
+paper prints them (×100, one decimal). :func:`expand` turns every (row, task) of every table
+into a *reported* result dictionary (``"kind": "reported"``, a non-empty ``source``, metrics as
+fractions: ``58.6 -> 0.586``), and :func:`write_cells` writes them under
+``results/reported/<task>/`` where the leaderboard picks them up, in their own "Reported" table,
+never averaged with measured rows. Regenerate after editing the YAML::
+
+    python -m harness.reported                 # rewrite results/reported/**.json
+    python -m harness.reported --check         # exit 1 if the JSON files are out of date
+
+YAML layout (see the file itself for the full example)::
+
+    source: arXiv 2506.09944v2
+    scale: 100                                  # printed value / scale = stored fraction
+    models: {8B: meta-llama/Llama-3.1-8B-Instruct}
+    methods: {QRRetriever: {name: qr, model: "{model}", heads_name: "{heads}"}}
+    tables:
+      - table: "2"
+        heads: nq
+        first_stage: {name: bm25, depth: 200}
+        columns: [{task: beir/nq, metric: nDCG@10, header: NQ}, ...]
+        rows: [{lm: 8B, method: QRRetriever, values: [58.6, ...], avg: 50.0}, ...]
+
+Columns with ``top_k`` or ``full_context`` are generation accuracies: the row's LM (``lm``) is
+the generator. Cells of one row that share a task and generation setting go into one file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.errors import HarnessError
+from harness.io import atomic_write_text
+from harness.results import SCHEMA_VERSION, default_output_path, load_result, validate_result
+
+log = logging.getLogger(__name__)
+
+#: The paper's tables, relative to the repository root.
+DEFAULT_TABLES = Path("results/reported/arxiv-2506.09944v2.yaml")
+#: Where the per-cell files go, relative to the repository root.
+DEFAULT_OUTPUT_ROOT = Path("results/reported")
+
+
+@dataclass(frozen=True)
+class Column:
+    """One printed column: a task, a metric and (for accuracies) the generation setting."""
+
+    task: str
+    metric: str
+    header: str
+    top_k: int | None = None
+    full_context: bool = False
+
+    @property
+    def generation_key(self) -> tuple[int | None, bool]:
+        return (self.top_k, self.full_context)
+
+
+@dataclass
+class Row:
+    """One printed row: ``label`` is ``"<lm> <method>"`` (or the method alone)."""
+
+    lm: str | None
+    method: str
+    values: list[float | None]
+    avg: float | None = None
+    note: str | None = None
+    first_stage: dict[str, Any] | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.lm} {self.method}" if self.lm else self.method
+
+
+@dataclass
+class Table:
+    number: str
+    caption: str
+    columns: list[Column]
+    rows: list[Row]
+    heads: str | None = None
+    first_stage: dict[str, Any] | None = None
+    generator: bool = False
+
+    def row(self, label: str) -> Row:
+        for row in self.rows:
+            if row.label == label:
+                return row
+        raise HarnessError(f"table {self.number}: no row {label!r} (rows: {', '.join(r.label for r in self.rows)})")
+
+    def value(self, label: str, task: str, metric: str, top_k: int | None = None, full_context: bool = False) -> float | None:
+        """The printed value (×scale) of row ``label`` in the column (task, metric, generation)."""
+        row = self.row(label)
+        for column, value in zip(self.columns, row.values):
+            if (column.task, column.metric, column.top_k, column.full_context) == (task, metric, top_k, full_context):
+                return value
+        raise KeyError((label, task, metric, top_k, full_context))
+
+
+@dataclass
+class ReportedSource:
+    """Everything in one reported-tables file."""
+
+    path: Path
+    source: str
+    citation: str
+    scale: float
+    models: dict[str, str]
+    methods: dict[str, dict[str, Any]]
+    tables: list[Table] = field(default_factory=list)
+
+    def tables_numbered(self, number: str) -> list[Table]:
+        return [t for t in self.tables if t.number == str(number)]
+
+    def value(self, number: str, label: str, task: str, metric: str, top_k: int | None = None,
+              full_context: bool = False) -> float | None:
+        """The stored fraction for a cell of table ``number`` (``None`` for a blank cell)."""
+        for table in self.tables_numbered(number):
+            try:
+                table.row(label)
+                printed = table.value(label, task, metric, top_k, full_context)
+            except (HarnessError, KeyError):
+                continue
+            return None if printed is None else to_fraction(printed, self.scale)
+        raise HarnessError(
+            f"{self.path}: table {number} has no cell for row {label!r}, task {task!r}, metric {metric!r}"
+            + (f", top_k {top_k}" if top_k else "") + (", full context" if full_context else "")
+        )
+
+
+def to_fraction(printed: float, scale: float) -> float:
+    """``58.6`` printed at scale 100 -> ``0.586`` (rounded to remove float noise)."""
+    return round(float(printed) / scale, 6)
+
+
+def _need(obj: dict[str, Any], key: str, where: str, path: Path) -> Any:
+    if key not in obj or obj[key] in (None, ""):
+        raise HarnessError(f"{path}: {where} is missing field {key!r}")
+    return obj[key]
+
+
+def load_tables(path: str | Path = DEFAULT_TABLES) -> ReportedSource:
+    """Read and check a reported-tables YAML file (one-line errors naming the table and row)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise HarnessError(f"{path}: file not found") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise HarnessError(f"{path}{line}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(raw, dict):
+        raise HarnessError(f"{path}: expected a mapping at the top level")
+    source = str(_need(raw, "source", "the file", path)).strip()
+    scale = float(raw.get("scale", 1))
+    models = {str(k): str(v) for k, v in (raw.get("models") or {}).items()}
+    methods = {str(k): dict(v) for k, v in (raw.get("methods") or {}).items()}
+    tables: list[Table] = []
+    for t_index, t in enumerate(_need(raw, "tables", "the file", path)):
+        number = str(_need(t, "table", f"tables[{t_index}]", path))
+        where = f"table {number} (tables[{t_index}])"
+        columns = []
+        for c in _need(t, "columns", where, path):
+            columns.append(Column(
+                task=str(_need(c, "task", f"{where} column", path)), metric=str(_need(c, "metric", f"{where} column", path)),
+                header=str(c.get("header") or f"{c['task']} {c['metric']}"),
+                top_k=int(c["top_k"]) if c.get("top_k") is not None else None, full_context=bool(c.get("full_context", False)),
+            ))
+        rows = []
+        for r in _need(t, "rows", where, path):
+            method = str(_need(r, "method", f"{where} row", path))
+            label = f"{r.get('lm')} {method}" if r.get("lm") else method
+            if method not in methods:
+                raise HarnessError(f"{path}: {where} row {label!r}: method {method!r} is not in 'methods'")
+            if r.get("lm") is not None and str(r["lm"]) not in models:
+                raise HarnessError(f"{path}: {where} row {label!r}: lm {r['lm']!r} is not in 'models'")
+            values = _need(r, "values", f"{where} row {label!r}", path)
+            if len(values) != len(columns):
+                raise HarnessError(f"{path}: {where} row {label!r} has {len(values)} values for {len(columns)} columns")
+            for v in values:
+                if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool)):
+                    raise HarnessError(f"{path}: {where} row {label!r}: value {v!r} is not a number")
+            rows.append(Row(
+                lm=str(r["lm"]) if r.get("lm") is not None else None, method=method, values=list(values),
+                avg=r.get("avg"), note=r.get("note"),
+                first_stage=r["first_stage"] if "first_stage" in r else t.get("first_stage"),
+            ))
+        labels = [r.label for r in rows]
+        duplicates = sorted({x for x in labels if labels.count(x) > 1})
+        if duplicates:
+            raise HarnessError(f"{path}: {where} lists row {duplicates[0]!r} twice")
+        tables.append(Table(number=number, caption=str(t.get("caption", "")), columns=columns, rows=rows,
+                            heads=t.get("heads"), first_stage=t.get("first_stage"), generator=bool(t.get("generator", False))))
+    return ReportedSource(path=path, source=source, citation=str(raw.get("citation", "")).strip(), scale=scale,
+                          models=models, methods=methods, tables=tables)
+
+
+def _retriever(src: ReportedSource, table: Table, row: Row) -> dict[str, Any]:
+    spec = src.methods[row.method]
+    fill = {"model": src.models.get(row.lm or "", ""), "heads": table.heads or ""}
+    retriever: dict[str, Any] = {"name": spec["name"]}
+    for key in ("model", "heads_name"):
+        if spec.get(key):
+            retriever[key] = str(spec[key]).format(**fill)
+    retriever["params"] = dict(spec.get("params") or {})
+    return retriever
+
+
+def row_average(row: Row) -> float | None:
+    """Mean of a row's printed values (``None`` when a cell is blank)."""
+    if any(v is None for v in row.values):
+        return None
+    return sum(row.values) / len(row.values)  # type: ignore[arg-type]
+
+
+def expand(src: ReportedSource) -> list[tuple[Path, dict[str, Any]]]:
+    """One (relative path, reported result) per (table, row, task, generation setting)."""
+    cells: dict[Path, dict[str, Any]] = {}
+    for table in src.tables:
+        for row in table.rows:
+            groups: dict[tuple, list[tuple[Column, float]]] = {}
+            for column, value in zip(table.columns, row.values):
+                if value is None:
+                    continue
+                groups.setdefault((column.task, column.generation_key), []).append((column, value))
+            for (task, (top_k, full_context)), items in groups.items():
+                result: dict[str, Any] = {
+                    "schema_version": SCHEMA_VERSION,
+                    "kind": "reported",
+                    "source": f"{src.source}, Table {table.number}",
+                    "citation": src.citation,
+                    "table": {"number": table.number, "caption": table.caption, "row": row.label,
+                              "columns": [c.header for c, _ in items]},
+                    "task": {"id": task},
+                    "retriever": _retriever(src, table, row),
+                    "first_stage": dict(row.first_stage) if row.first_stage else None,
+                    "generation": None,
+                    "metrics": {c.metric: to_fraction(v, src.scale) for c, v in items},
+                }
+                if table.generator:
+                    if not row.lm:
+                        raise HarnessError(f"{src.path}: table {table.number} row {row.label!r} needs an 'lm' (the generator)")
+                    model = src.models[row.lm]
+                    result["generation"] = {"generator": {"spec": f"vllm:{model}", "model": model}, "judge": None,
+                                            "top_k": top_k, "full_context": full_context}
+                if row.note:
+                    result["note"] = row.note
+                rel = default_output_path(result, root=".")
+                if rel in cells:
+                    raise HarnessError(f"{src.path}: table {table.number} row {row.label!r} gives {rel}, which another row also gives")
+                cells[rel] = result
+    return sorted(cells.items())
+
+
+def _render(result: dict[str, Any]) -> str:
+    return json.dumps(result, indent=1, ensure_ascii=False, sort_keys=False) + "\n"
+
+
+def _owned_files(src: ReportedSource, out_root: Path) -> list[Path]:
+    """The JSON files under ``out_root`` that came from ``src`` (same source prefix)."""
+    owned = []
+    for path in sorted(out_root.rglob("*.json")):
+        try:
+            obj = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(obj, dict) and obj.get("kind") == "reported" and str(obj.get("source", "")).startswith(src.source + ","):
+            owned.append(path)
+    return owned
+
+
+def write_cells(tables: str | Path = DEFAULT_TABLES, out_root: str | Path = DEFAULT_OUTPUT_ROOT) -> list[Path]:
+    """Write every cell of ``tables`` under ``out_root``; remove stale cells of the same source."""
+    src = load_tables(tables)
+    out_root = Path(out_root)
+    written = []
+    for rel, result in expand(src):
+        path = out_root / rel
+        validate_result(result, path)
+        text = _render(result)
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            atomic_write_text(path, text)
+        written.append(path)
+    keep = set(written)
+    for stale in _owned_files(src, out_root):
+        if stale not in keep:
+            log.info("removing stale reported cell %s", stale)
+            stale.unlink()
+    return written
+
+
+def out_of_sync(tables: str | Path = DEFAULT_TABLES, out_root: str | Path = DEFAULT_OUTPUT_ROOT) -> list[str]:
+    """Differences between the YAML tables and the JSON files on disk (empty when in sync)."""
+    src = load_tables(tables)
+    out_root = Path(out_root)
+    problems = []
+    expected = {out_root / rel: _render(result) for rel, result in expand(src)}
+    for path, text in expected.items():
+        if not path.exists():
+            problems.append(f"{path}: missing")
+        elif path.read_text(encoding="utf-8") != text:
+            problems.append(f"{path}: differs from {src.path}")
+    for path in _owned_files(src, out_root):
+        if path not in expected:
+            problems.append(f"{path}: stale (no such cell in {src.path})")
+    return problems
+
+
+def load_cells(out_root: str | Path = DEFAULT_OUTPUT_ROOT) -> list[tuple[Path, dict[str, Any]]]:
+    """Every reported JSON file under ``out_root``, validated."""
+    cells = []
+    for path in sorted(Path(out_root).rglob("*.json")):
+        result = load_result(path)
+        validate_result(result, path)
+        cells.append((path, result))
+    return cells
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.reported", description="Expand reported tables into result files.")
+    parser.add_argument("--tables", default=str(DEFAULT_TABLES), help=f"reported-tables YAML (default {DEFAULT_TABLES})")
+    parser.add_argument("--out", default=str(DEFAULT_OUTPUT_ROOT), help=f"output folder (default {DEFAULT_OUTPUT_ROOT})")
+    parser.add_argument("--check", action="store_true", help="only report files that are missing, stale or different")
+    args = parser.parse_args(argv)
+    try:
+        if args.check:
+            problems = out_of_sync(args.tables, args.out)
+            for line in problems:
+                print(line)
+            print("in sync" if not problems else f"{len(problems)} problem(s); run python -m harness.reported")
+            return 1 if problems else 0
+        paths = write_cells(args.tables, args.out)
+        print(f"{len(paths)} reported cells under {args.out}")
+        return 0
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
