@@ -298,14 +298,14 @@ def execute(config: RunConfig) -> tuple[dict[str, Any], Path]:
         t0 = time.time()
         gen_agg, gen_per_query, info = generate_and_score(
             task, instances, run, generator, top_k=config.top_k, full_context=config.full_context,
-            judge=judge, max_tokens=config.max_tokens, show_progress=config.show_progress,
+            judge=judge, max_tokens=_task_default(task, "max_tokens", config.max_tokens), show_progress=config.show_progress,
         )
         gen_seconds = time.time() - t0
         for qid, values in gen_per_query.items():
             per_query.setdefault(qid, {}).update(values)
         generation_info = {
             "generator": generator.meta, "judge": judge.meta if judge else None, "top_k": config.top_k,
-            "full_context": config.full_context, "max_tokens": config.max_tokens, **info,
+            "full_context": config.full_context, "max_tokens": _task_default(task, "max_tokens", config.max_tokens), **info,
         }
         config_hash = sha256_json({"retrieval": config_hash, "generation": {
             k: generation_info[k] for k in ("generator", "judge", "top_k", "full_context", "max_tokens")}})
