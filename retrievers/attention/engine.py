@@ -1,0 +1,321 @@
+"""The attention-scoring engine of QRRetriever / ICR (PROTOCOL.md §1.4, §2).
+
+For one context (a list of documents) and several queries:
+
+1. Build and tokenise each prompt (:mod:`.prompts`); the tokens before the query span (BOS,
+   template prefix, header, every document) are the *shared prefix*, identical for all queries.
+2. One forward of the prefix through the decoder with a KV cache, stopped after the highest
+   layer holding a selected head (the LM head never runs).
+3. For the null query ``"N/A"`` and each real query: continue from the cached prefix with the
+   suffix tokens (instruction, ``Query: ...``, template tail) and capture, for the selected heads,
+   ``S[l,h,t]`` = mean over the suffix rows of the softmax attention on prefix position ``t``
+   (:mod:`.capture`). The cache is cropped back to the prefix after each suffix.
+4. Calibrate ``C = S_q − S_null``; QR/ICR sum it over heads, ``s[t] = Σ_{(l,h)∈H} C[l,h,t]``;
+   per document, with ``μ``, ``σ`` (unbiased) over its tokens, keep ``s[t] > μ − 2σ`` (strict)
+   and sum the kept tokens. A one-token document keeps its token (the paper's σ is NaN there
+   and scores it 0; we define it as ``s[t]``). Detection does the same per head
+   (:meth:`AttentionEngine.score_heads`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from harness.errors import HarnessError
+from harness.types import Document
+from retrievers.attention import capture
+from retrievers.attention.heads import Head, ModelShape, validate_heads
+from retrievers.attention.prompts import PromptTemplate, build_prompt, tokenize_prompt
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- LOW LEVEL: scoring math
+
+
+@dataclass(frozen=True)
+class DocSegments:
+    """Token positions of every document, flattened: ``positions[i]`` belongs to doc ``seg[i]``."""
+
+    positions: torch.Tensor  # [N] long
+    seg: torch.Tensor  # [N] long
+    counts: torch.Tensor  # [n_docs] float64
+
+    @classmethod
+    def from_spans(cls, spans: Sequence[tuple[int, int]], device: torch.device | str = "cpu") -> DocSegments:
+        pos = torch.cat([torch.arange(a, b) for a, b in spans]) if spans else torch.zeros(0, dtype=torch.long)
+        seg = torch.cat([torch.full((b - a,), i) for i, (a, b) in enumerate(spans)]) if spans else pos
+        counts = torch.tensor([b - a for a, b in spans], dtype=torch.float64)
+        return cls(pos.to(device), seg.long().to(device), counts.to(device))
+
+
+def masked_doc_sums(s: torch.Tensor, segments: DocSegments) -> torch.Tensor:
+    """Per-document sums of ``s`` after the mean − 2·std outlier mask, for each row of ``s``.
+
+    ``s`` is ``[K, P]`` (K = 1 head-summed row, or one row per head); returns ``[K, n_docs]``
+    in float64:
+
+    .. math:: \\mathrm{score}_k(d) = \\sum_{t\\in d,\\; s_k[t] > \\mu_{k,d} - 2\\sigma_{k,d}} s_k[t]
+
+    with ``σ`` the unbiased standard deviation; a one-token document keeps its token.
+    """
+    x = s.to(torch.float64)[:, segments.positions]  # [K, N]
+    k, n_docs = x.shape[0], segments.counts.shape[0]
+    seg = segments.seg
+    zeros = torch.zeros((k, n_docs), dtype=torch.float64, device=x.device)
+    mean = zeros.index_add(1, seg, x) / segments.counts
+    dev = x - mean[:, seg]
+    denom = (segments.counts - 1).clamp(min=1)
+    std = (zeros.index_add(1, seg, dev * dev) / denom).sqrt()
+    keep = (x > (mean - 2 * std)[:, seg]) | (segments.counts[seg] == 1)
+    return zeros.index_add(1, seg, torch.where(keep, x, torch.zeros_like(x)))
+
+
+# --------------------------------------------------------------------------- HIGH LEVEL: the engine
+
+
+@dataclass(frozen=True)
+class EncodedContext:
+    """Tokenised prompts of one context: shared prefix, doc token spans, one suffix per query."""
+
+    prefix_ids: list[int]
+    doc_tokens: tuple[tuple[int, int], ...]
+    null_suffix: list[int]
+    query_suffixes: list[list[int]]
+
+    @property
+    def prefix_len(self) -> int:
+        return len(self.prefix_ids)
+
+
+class AttentionEngine:
+    """Scores documents with the attention of selected heads of a decoder LM.
+
+    Args:
+        model: a transformers causal LM (or its base model) whose attention goes through the
+            attention interface (``_supports_attention_backend``).
+        tokenizer: its fast tokenizer.
+        template: the prompt template (:func:`.prompts.detect_template`).
+        heads: ``(layer, head)`` pairs, 0-indexed; ``None`` = every head (ICR).
+        null_query: the calibration query (``"N/A"``).
+        max_context: refuse prompts longer than this many tokens (default: the model's
+            ``max_position_embeddings``).
+        budget: the largest number of attention logits materialised at once.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        template: PromptTemplate,
+        heads: Sequence[Head] | None = None,
+        *,
+        null_query: str = "N/A",
+        max_context: int | None = None,
+        budget: int = 1 << 24,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.template = template
+        self.null_query = null_query
+        self.budget = budget
+        config = model.config
+        self.shape = ModelShape.from_config(config)
+        self.model_type = self.shape.model_type or type(model).__name__
+        if getattr(model, "_supports_attention_backend", None) is False:
+            raise HarnessError(
+                f"model type {self.model_type!r} does not route attention through transformers' attention "
+                "interface; attention-head retrievers need a model that does (Llama, Qwen2/3, Mistral, Gemma, Phi3, ...)"
+            )
+        if heads is None:
+            heads = [(layer, h) for layer in range(self.shape.num_layers) for h in range(self.shape.num_heads)]
+        validate_heads(heads, self.shape, where="heads")
+        if not heads:
+            raise HarnessError("heads: empty head list")
+        self.heads: tuple[Head, ...] = tuple(heads)
+        by_layer: dict[int, list[int]] = {}
+        for layer, h in self.heads:
+            by_layer.setdefault(layer, []).append(h)
+        self.heads_by_layer = {layer: sorted(hs) for layer, hs in sorted(by_layer.items())}
+        self.stop_after = max(self.heads_by_layer)
+        text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+        self.max_context = max_context or getattr(text_config, "max_position_embeddings", None)
+        self.base = getattr(model, "base_model", model)
+        params = inspect.signature(self.base.forward).parameters
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"
+        capture.register()
+
+    # ------------------------------------------------------------------ prompts
+
+    def encode(
+        self,
+        docs: Sequence[Document],
+        queries: Sequence[str],
+        *,
+        query_ids: Sequence[str] | None = None,
+        truncate_words: int | None = None,
+    ) -> EncodedContext:
+        """Build, tokenise and split the prompts of ``queries`` over ``docs`` (null query included)."""
+        ids = list(query_ids) if query_ids is not None else [str(i) for i in range(len(queries))]
+        null = tokenize_prompt(self.tokenizer, build_prompt(self.template, docs, self.null_query, truncate_words=truncate_words))
+        self._check_length(len(null), ids[0] if ids else "(null query)")
+        prefix = null.ids[: null.query_start]
+        suffixes = []
+        for qid, text in zip(ids, queries):
+            tp = tokenize_prompt(self.tokenizer, build_prompt(self.template, docs, text, truncate_words=truncate_words))
+            self._check_length(len(tp), qid)
+            if tp.query_start != null.query_start or tp.ids[: tp.query_start] != prefix:
+                raise HarnessError(f"query {qid}: the tokenizer splits the documents differently for this query")
+            suffixes.append(tp.ids[tp.query_start :])
+        return EncodedContext(prefix, null.doc_tokens, null.ids[null.query_start :], suffixes)
+
+    def _check_length(self, n_tokens: int, qid: str) -> None:
+        if self.max_context is not None and n_tokens > self.max_context:
+            raise HarnessError(
+                f"query {qid}: the prompt has {n_tokens} tokens, more than the model's context of {self.max_context} "
+                "(set truncate_words to shorten documents, or max_context)"
+            )
+
+    # ------------------------------------------------------------------ forwards
+
+    @contextmanager
+    def _attention_impl(self) -> Iterator[None]:
+        configs = {id(c): c for c in (self.model.config, self.base.config)}.values()
+        saved = [(c, getattr(c, "_attn_implementation", None)) for c in configs]
+        try:
+            for c, _ in saved:
+                c._attn_implementation = capture.ATTN_NAME
+            yield
+        finally:
+            for c, old in saved:
+                c._attn_implementation = old
+
+    def _device(self) -> torch.device:
+        return self.base.get_input_embeddings().weight.device
+
+    def _forward(self, ids: list[int], cache: Any, session: capture.CaptureSession) -> None:
+        input_ids = torch.tensor([ids], dtype=torch.long, device=self._device())
+        with capture.active(session):
+            try:
+                self.base(input_ids=input_ids, use_cache=True, **{self._cache_kw: cache})
+            except capture.StopForward:
+                pass
+        missing = [layer for layer in range(self.stop_after + 1) if layer not in session.seen_layers]
+        if missing:
+            raise HarnessError(
+                f"model type {self.model_type!r}: attention of layer(s) {missing[:5]} did not go through the "
+                "attention interface; attention-head retrievers cannot capture it"
+            )
+
+    def _new_cache(self) -> Any:
+        from transformers import DynamicCache
+
+        return DynamicCache()
+
+    def _session(self, *, capture_on: bool, keep_keys: int, per_head: bool) -> capture.CaptureSession:
+        return capture.CaptureSession(
+            heads_by_layer=self.heads_by_layer,
+            stop_after=self.stop_after,
+            keep_keys=keep_keys,
+            capture=capture_on,
+            per_head=per_head,
+            budget=self.budget,
+        )
+
+    def attention_rows(self, enc: EncodedContext, *, per_head: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``S_null`` and each query's ``S_q`` over the prefix positions.
+
+        Head-summed (``[1, P]``) or per selected head in ``self.heads`` order (``[|H|, P]``).
+        """
+        p = enc.prefix_len
+        with torch.inference_mode(), self._attention_impl():
+            cache = self._new_cache()
+            self._forward(enc.prefix_ids, cache, self._session(capture_on=False, keep_keys=p, per_head=per_head))
+            outs = []
+            for suffix in [enc.null_suffix, *enc.query_suffixes]:
+                session = self._session(capture_on=True, keep_keys=p, per_head=per_head)
+                self._forward(suffix, cache, session)
+                outs.append(self._collect(session, per_head))
+                grown = cache.get_seq_length() - p
+                if grown > 0:
+                    cache.crop(-grown)
+        return outs[0], outs[1:]
+
+    def _collect(self, session: capture.CaptureSession, per_head: bool) -> torch.Tensor:
+        if per_head:
+            rows = {
+                (layer, h): session.results[layer][i]
+                for layer, hs in self.heads_by_layer.items()
+                for i, h in enumerate(hs)
+            }
+            return torch.stack([rows[head] for head in self.heads]).to(torch.float64)
+        total = torch.stack([session.results[layer].to(torch.float64) for layer in self.heads_by_layer]).sum(0)
+        return total[None, :]
+
+    # ------------------------------------------------------------------ public scoring
+
+    def doc_scores(
+        self,
+        docs: Sequence[Document],
+        queries: Sequence[str],
+        *,
+        query_ids: Sequence[str] | None = None,
+        truncate_words: int | None = None,
+    ) -> torch.Tensor:
+        """QR/ICR document scores, ``[n_queries, n_docs]`` float64 (higher is better).
+
+        All queries share one prefix forward; a non-finite score raises :class:`HarnessError`.
+        """
+        if not docs or not queries:
+            return torch.zeros((len(queries), len(docs)), dtype=torch.float64)
+        enc = self.encode(docs, queries, query_ids=query_ids, truncate_words=truncate_words)
+        null, per_query = self.attention_rows(enc, per_head=False)
+        segments = DocSegments.from_spans(enc.doc_tokens, device=null.device)
+        scores = torch.cat([masked_doc_sums(sq - null, segments) for sq in per_query]).cpu()
+        self._check_finite(scores, docs, query_ids)
+        return scores
+
+    def score_heads(
+        self,
+        docs: Sequence[Document],
+        queries: Sequence[str],
+        *,
+        query_ids: Sequence[str] | None = None,
+        truncate_words: int | None = None,
+    ) -> torch.Tensor:
+        """Per-head calibrated, masked document scores ``[n_queries, n_docs, n_layers, n_heads]``.
+
+        The mean − 2·std mask is computed per head (PROTOCOL.md §2). Heads outside the engine's
+        head set are 0. Used by head detection and benchmarks.
+        """
+        n_l, n_h = self.shape.num_layers, self.shape.num_heads
+        out = torch.zeros((len(queries), len(docs), n_l, n_h), dtype=torch.float64)
+        if not docs or not queries:
+            return out
+        enc = self.encode(docs, queries, query_ids=query_ids, truncate_words=truncate_words)
+        null, per_query = self.attention_rows(enc, per_head=True)
+        segments = DocSegments.from_spans(enc.doc_tokens, device=null.device)
+        layer_idx = torch.tensor([layer for layer, _ in self.heads])
+        head_idx = torch.tensor([h for _, h in self.heads])
+        for qi, sq in enumerate(per_query):
+            per_head = masked_doc_sums(sq - null, segments).cpu()  # [|H|, n_docs]
+            out[qi][:, layer_idx, head_idx] = per_head.T
+        self._check_finite(out, docs, query_ids)
+        return out
+
+    def _check_finite(self, scores: torch.Tensor, docs: Sequence[Document], query_ids: Sequence[str] | None) -> None:
+        bad = ~torch.isfinite(scores)
+        if bool(bad.any()):
+            where = bad.nonzero()[0].tolist()
+            qid = query_ids[where[0]] if query_ids is not None else str(where[0])
+            raise HarnessError(
+                f"query {qid}: non-finite attention score for document {docs[where[1]].id!r} "
+                f"(model type {self.model_type!r}; try float32 or bfloat16 instead of float16)"
+            )
