@@ -98,7 +98,9 @@ class Table:
                 return row
         raise HarnessError(f"table {self.number}: no row {label!r} (rows: {', '.join(r.label for r in self.rows)})")
 
-    def value(self, label: str, task: str, metric: str, top_k: int | None = None, full_context: bool = False) -> float | None:
+    def value(
+        self, label: str, task: str, metric: str, top_k: int | None = None, full_context: bool = False
+    ) -> float | None:
         """The printed value (×scale) of row ``label`` in the column (task, metric, generation)."""
         row = self.row(label)
         for column, value in zip(self.columns, row.values):
@@ -122,8 +124,9 @@ class ReportedSource:
     def tables_numbered(self, number: str) -> list[Table]:
         return [t for t in self.tables if t.number == str(number)]
 
-    def value(self, number: str, label: str, task: str, metric: str, top_k: int | None = None,
-              full_context: bool = False) -> float | None:
+    def value(
+        self, number: str, label: str, task: str, metric: str, top_k: int | None = None, full_context: bool = False
+    ) -> float | None:
         """The stored fraction for a cell of table ``number`` (``None`` for a blank cell)."""
         for table in self.tables_numbered(number):
             try:
@@ -134,7 +137,8 @@ class ReportedSource:
             return None if printed is None else to_fraction(printed, self.scale)
         raise HarnessError(
             f"{self.path}: table {number} has no cell for row {label!r}, task {task!r}, metric {metric!r}"
-            + (f", top_k {top_k}" if top_k else "") + (", full context" if full_context else "")
+            + (f", top_k {top_k}" if top_k else "")
+            + (", full context" if full_context else "")
         )
 
 
@@ -172,11 +176,15 @@ def load_tables(path: str | Path = DEFAULT_TABLES) -> ReportedSource:
         where = f"table {number} (tables[{t_index}])"
         columns = []
         for c in _need(t, "columns", where, path):
-            columns.append(Column(
-                task=str(_need(c, "task", f"{where} column", path)), metric=str(_need(c, "metric", f"{where} column", path)),
-                header=str(c.get("header") or f"{c['task']} {c['metric']}"),
-                top_k=int(c["top_k"]) if c.get("top_k") is not None else None, full_context=bool(c.get("full_context", False)),
-            ))
+            columns.append(
+                Column(
+                    task=str(_need(c, "task", f"{where} column", path)),
+                    metric=str(_need(c, "metric", f"{where} column", path)),
+                    header=str(c.get("header") or f"{c['task']} {c['metric']}"),
+                    top_k=int(c["top_k"]) if c.get("top_k") is not None else None,
+                    full_context=bool(c.get("full_context", False)),
+                )
+            )
         rows = []
         for r in _need(t, "rows", where, path):
             method = str(_need(r, "method", f"{where} row", path))
@@ -191,19 +199,40 @@ def load_tables(path: str | Path = DEFAULT_TABLES) -> ReportedSource:
             for v in values:
                 if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool)):
                     raise HarnessError(f"{path}: {where} row {label!r}: value {v!r} is not a number")
-            rows.append(Row(
-                lm=str(r["lm"]) if r.get("lm") is not None else None, method=method, values=list(values),
-                avg=r.get("avg"), note=r.get("note"),
-                first_stage=r["first_stage"] if "first_stage" in r else t.get("first_stage"),
-            ))
+            rows.append(
+                Row(
+                    lm=str(r["lm"]) if r.get("lm") is not None else None,
+                    method=method,
+                    values=list(values),
+                    avg=r.get("avg"),
+                    note=r.get("note"),
+                    first_stage=r["first_stage"] if "first_stage" in r else t.get("first_stage"),
+                )
+            )
         labels = [r.label for r in rows]
         duplicates = sorted({x for x in labels if labels.count(x) > 1})
         if duplicates:
             raise HarnessError(f"{path}: {where} lists row {duplicates[0]!r} twice")
-        tables.append(Table(number=number, caption=str(t.get("caption", "")), columns=columns, rows=rows,
-                            heads=t.get("heads"), first_stage=t.get("first_stage"), generator=bool(t.get("generator", False))))
-    return ReportedSource(path=path, source=source, citation=str(raw.get("citation", "")).strip(), scale=scale,
-                          models=models, methods=methods, tables=tables)
+        tables.append(
+            Table(
+                number=number,
+                caption=str(t.get("caption", "")),
+                columns=columns,
+                rows=rows,
+                heads=t.get("heads"),
+                first_stage=t.get("first_stage"),
+                generator=bool(t.get("generator", False)),
+            )
+        )
+    return ReportedSource(
+        path=path,
+        source=source,
+        citation=str(raw.get("citation", "")).strip(),
+        scale=scale,
+        models=models,
+        methods=methods,
+        tables=tables,
+    )
 
 
 def _retriever(src: ReportedSource, table: Table, row: Row) -> dict[str, Any]:
@@ -240,8 +269,12 @@ def expand(src: ReportedSource) -> list[tuple[Path, dict[str, Any]]]:
                     "kind": "reported",
                     "source": f"{src.source}, Table {table.number}",
                     "citation": src.citation,
-                    "table": {"number": table.number, "caption": table.caption, "row": row.label,
-                              "columns": [c.header for c, _ in items]},
+                    "table": {
+                        "number": table.number,
+                        "caption": table.caption,
+                        "row": row.label,
+                        "columns": [c.header for c, _ in items],
+                    },
                     "task": {"id": task},
                     "retriever": _retriever(src, table, row),
                     "first_stage": dict(row.first_stage) if row.first_stage else None,
@@ -250,15 +283,23 @@ def expand(src: ReportedSource) -> list[tuple[Path, dict[str, Any]]]:
                 }
                 if table.generator:
                     if not row.lm:
-                        raise HarnessError(f"{src.path}: table {table.number} row {row.label!r} needs an 'lm' (the generator)")
+                        raise HarnessError(
+                            f"{src.path}: table {table.number} row {row.label!r} needs an 'lm' (the generator)"
+                        )
                     model = src.models[row.lm]
-                    result["generation"] = {"generator": {"spec": f"vllm:{model}", "model": model}, "judge": None,
-                                            "top_k": top_k, "full_context": full_context}
+                    result["generation"] = {
+                        "generator": {"spec": f"vllm:{model}", "model": model},
+                        "judge": None,
+                        "top_k": top_k,
+                        "full_context": full_context,
+                    }
                 if row.note:
                     result["note"] = row.note
                 rel = default_output_path(result, root=".")
                 if rel in cells:
-                    raise HarnessError(f"{src.path}: table {table.number} row {row.label!r} gives {rel}, which another row also gives")
+                    raise HarnessError(
+                        f"{src.path}: table {table.number} row {row.label!r} gives {rel}, which another row also gives"
+                    )
                 cells[rel] = result
     return sorted(cells.items())
 
@@ -275,7 +316,11 @@ def _owned_files(src: ReportedSource, out_root: Path) -> list[Path]:
             obj = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             continue
-        if isinstance(obj, dict) and obj.get("kind") == "reported" and str(obj.get("source", "")).startswith(src.source + ","):
+        if (
+            isinstance(obj, dict)
+            and obj.get("kind") == "reported"
+            and str(obj.get("source", "")).startswith(src.source + ",")
+        ):
             owned.append(path)
     return owned
 
@@ -328,9 +373,15 @@ def load_cells(out_root: str | Path = DEFAULT_OUTPUT_ROOT) -> list[tuple[Path, d
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.reported", description="Expand reported tables into result files.")
-    parser.add_argument("--tables", default=str(DEFAULT_TABLES), help=f"reported-tables YAML (default {DEFAULT_TABLES})")
-    parser.add_argument("--out", default=str(DEFAULT_OUTPUT_ROOT), help=f"output folder (default {DEFAULT_OUTPUT_ROOT})")
+    parser = argparse.ArgumentParser(
+        prog="python -m harness.reported", description="Expand reported tables into result files."
+    )
+    parser.add_argument(
+        "--tables", default=str(DEFAULT_TABLES), help=f"reported-tables YAML (default {DEFAULT_TABLES})"
+    )
+    parser.add_argument(
+        "--out", default=str(DEFAULT_OUTPUT_ROOT), help=f"output folder (default {DEFAULT_OUTPUT_ROOT})"
+    )
     parser.add_argument("--check", action="store_true", help="only report files that are missing, stale or different")
     args = parser.parse_args(argv)
     try:

@@ -173,7 +173,9 @@ def load_recipes(path: str | Path = DEFAULT_RECIPES) -> list[Condition]:
             values: dict[str, Any] = {}
             if lm is not None:
                 if str(lm) not in models:
-                    raise HarnessError(f"{where}: for_lm {lm!r} is not a model of the reported tables ({', '.join(models)})")
+                    raise HarnessError(
+                        f"{where}: for_lm {lm!r} is not a model of the reported tables ({', '.join(models)})"
+                    )
                 model = models[str(lm)]
                 values = {"lm": lm, "model": model, "model_slug": slug(model.rstrip("/").split("/")[-1])}
             name = _fill(str(spec["name"]), values, where)
@@ -184,8 +186,9 @@ def load_recipes(path: str | Path = DEFAULT_RECIPES) -> list[Condition]:
     return conditions
 
 
-def _condition(spec: dict[str, Any], name: str, values: dict[str, Any], reported: Any,
-               global_args: dict[str, str], where: str) -> Condition:
+def _condition(
+    spec: dict[str, Any], name: str, values: dict[str, Any], reported: Any, global_args: dict[str, str], where: str
+) -> Condition:
     table = str(spec.get("table", "offline"))
     expected_from = spec.get("expected_from")
     if expected_from is not None and reported is None:
@@ -229,14 +232,33 @@ def _condition(spec: dict[str, Any], name: str, values: dict[str, Any], reported
                 origin = f"{reported.source}, Table {number}, {row}"
             else:
                 expected, origin = None, "recipe"
-            cells.append(Cell(condition=name, table=table, task=str(c["task"]), metric=str(metric), expected=expected,
-                              tolerance=tolerance, output=output, command=command, origin=origin,
-                              top_k=int(top_k) if top_k is not None else None, full_context=full_context))
-    return Condition(name=name, table=table, description=_fill(str(spec.get("description", "")), values, where),
-                     requires=_fill(str(spec.get("requires", "")), values, where), cells=cells)
+            cells.append(
+                Cell(
+                    condition=name,
+                    table=table,
+                    task=str(c["task"]),
+                    metric=str(metric),
+                    expected=expected,
+                    tolerance=tolerance,
+                    output=output,
+                    command=command,
+                    origin=origin,
+                    top_k=int(top_k) if top_k is not None else None,
+                    full_context=full_context,
+                )
+            )
+    return Condition(
+        name=name,
+        table=table,
+        description=_fill(str(spec.get("description", "")), values, where),
+        requires=_fill(str(spec.get("requires", "")), values, where),
+        cells=cells,
+    )
 
 
-def select(conditions: list[Condition], tables: list[str] | None = None, patterns: list[str] | None = None) -> list[Condition]:
+def select(
+    conditions: list[Condition], tables: list[str] | None = None, patterns: list[str] | None = None
+) -> list[Condition]:
     """Conditions of the given tables whose names match any glob pattern (all when none given)."""
     chosen = [c for c in conditions if not tables or c.table in {str(t) for t in tables}]
     if patterns:
@@ -295,16 +317,27 @@ def format_checks(checks: list[CellCheck]) -> str:
     """A plain-text table: condition, task, metric, expected ± tolerance, measured, difference, status."""
     header = ("condition", "task", "metric", "expected", "tol", "measured", "diff", "status")
     rows = [header] + [
-        (c.cell.condition, c.cell.task, c.cell.label, _num(c.cell.expected), f"{c.cell.tolerance:g}",
-         _num(c.measured), _num(c.difference, signed=True), c.status)
+        (
+            c.cell.condition,
+            c.cell.task,
+            c.cell.label,
+            _num(c.cell.expected),
+            f"{c.cell.tolerance:g}",
+            _num(c.measured),
+            _num(c.difference, signed=True),
+            c.status,
+        )
         for c in checks
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
     counts = {s: sum(1 for c in checks if c.status == s) for s in STATUSES}
     lines.append(", ".join(f"{n} {s}" for s, n in counts.items() if n) or "no cells")
-    details = [f"  {c.cell.condition} {c.cell.task} {c.cell.label}: {c.detail}" for c in checks
-               if c.status in ("FAIL", "INVALID") and c.detail]
+    details = [
+        f"  {c.cell.condition} {c.cell.task} {c.cell.label}: {c.detail}"
+        for c in checks
+        if c.status in ("FAIL", "INVALID") and c.detail
+    ]
     return "\n".join(lines + details)
 
 
@@ -312,8 +345,10 @@ def format_list(conditions: list[Condition]) -> str:
     lines = []
     for cond in conditions:
         tasks = sorted({c.task for c in cond.cells})
-        lines.append(f"{cond.name}  [table {cond.table}]  {len(cond.cells)} cells over {len(tasks)} tasks"
-                     + (f"  - {cond.description}" if cond.description else ""))
+        lines.append(
+            f"{cond.name}  [table {cond.table}]  {len(cond.cells)} cells over {len(tasks)} tasks"
+            + (f"  - {cond.description}" if cond.description else "")
+        )
         if cond.requires:
             lines.append(f"    requires: {cond.requires}")
     return "\n".join(lines)
@@ -336,7 +371,9 @@ def _child_env() -> dict[str, str]:
 
 
 def run_conditions(
-    conditions: list[Condition], root: str | Path = ".", extra_args: list[str] | None = None,
+    conditions: list[Condition],
+    root: str | Path = ".",
+    extra_args: list[str] | None = None,
     on_start: Callable[[str], None] | None = None,
 ) -> list[str]:
     """Run every distinct command in a subprocess (working folder ``root``); return those that failed.

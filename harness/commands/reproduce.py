@@ -16,20 +16,41 @@ from __future__ import annotations
 import argparse
 import sys
 
-from harness.reproduce import DEFAULT_RECIPES, check, failed, format_checks, format_list, load_recipes, run_conditions, select
+from harness.reproduce import (
+    DEFAULT_RECIPES,
+    check,
+    failed,
+    format_checks,
+    format_list,
+    load_recipes,
+    run_conditions,
+    select,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("reproduce", help="run or check the reproduction recipes of the paper's tables",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "reproduce",
+        help="run or check the reproduction recipes of the paper's tables",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--recipes", default=str(DEFAULT_RECIPES), help=f"recipe YAML (default {DEFAULT_RECIPES})")
-    p.add_argument("--table", action="append", metavar="T", help="only conditions of this table: 1, 2, offline (repeatable)")
-    p.add_argument("--condition", action="append", metavar="NAME", help="only conditions matching this glob (repeatable)")
-    p.add_argument("--root", default=".", help="folder the commands run in and relative result paths start from (default .)")
+    p.add_argument(
+        "--table", action="append", metavar="T", help="only conditions of this table: 1, 2, offline (repeatable)"
+    )
+    p.add_argument(
+        "--condition", action="append", metavar="NAME", help="only conditions matching this glob (repeatable)"
+    )
+    p.add_argument(
+        "--root", default=".", help="folder the commands run in and relative result paths start from (default .)"
+    )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--list", action="store_true", help="list the conditions and exit")
     mode.add_argument("--dry-run", action="store_true", help="print the commands without running them")
-    mode.add_argument("--check", action="store_true", help="only read the result files and compare them with the expected values")
+    mode.add_argument(
+        "--check", action="store_true", help="only read the result files and compare them with the expected values"
+    )
     p.add_argument("--strict", action="store_true", help="also fail on MISSING result files and PENDING expectations")
     p.set_defaults(func=main)
 
@@ -49,8 +70,9 @@ def main(args: argparse.Namespace) -> int:
     if not args.check:
         flags = ["--no-progress"] if args.no_progress else []
         flags += ["--verbosity", str(args.verbosity)]
-        run_failures = run_conditions(conditions, args.root, flags,
-                                      on_start=lambda command: print(f"$ {command}", file=sys.stderr, flush=True))
+        run_failures = run_conditions(
+            conditions, args.root, flags, on_start=lambda command: print(f"$ {command}", file=sys.stderr, flush=True)
+        )
     checks = check(conditions, args.root)
     print(format_checks(checks))
     for command in run_failures:

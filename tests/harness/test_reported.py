@@ -20,8 +20,19 @@ from tests.harness.conftest import write_beir
 REPO = Path(__file__).resolve().parents[2]
 TABLES = REPO / "results" / "reported" / "arxiv-2506.09944v2.yaml"
 REPORTED = REPO / "results" / "reported"
-TABLE2_TASKS = ["beir/nq", "beir/trec-covid", "beir/nfcorpus", "beir/fiqa", "beir/scifact", "beir/scidocs",
-                "beir/fever", "beir/climate-fever", "beir/dbpedia-entity", "beir/robust04", "beir/trec-news"]
+TABLE2_TASKS = [
+    "beir/nq",
+    "beir/trec-covid",
+    "beir/nfcorpus",
+    "beir/fiqa",
+    "beir/scifact",
+    "beir/scidocs",
+    "beir/fever",
+    "beir/climate-fever",
+    "beir/dbpedia-entity",
+    "beir/robust04",
+    "beir/trec-news",
+]
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +108,9 @@ def test_regenerating_changes_nothing_and_removes_stale_cells(tmp_path: Path) ->
     write_cells(TABLES, out)
     first = {p: p.read_bytes() for p in out.rglob("*.json")}
     stale = out / "beir" / "nq" / "qr__old-model.json"
-    stale.write_bytes(first[out / "beir" / "nq" / "qr__Llama-3.1-8B-Instruct__nq__bm25200.json"].replace(b"0.586", b"0.5"))
+    stale.write_bytes(
+        first[out / "beir" / "nq" / "qr__Llama-3.1-8B-Instruct__nq__bm25200.json"].replace(b"0.586", b"0.5")
+    )
     (out / "beir" / "nq" / "bm25.json").write_text("{}")  # edited by hand: must be restored
     assert any("stale" in p for p in out_of_sync(TABLES, out))
     write_cells(TABLES, out)

@@ -1,0 +1,331 @@
+"""``harness reproduce``: recipes expand, run, and check result files from real runs."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.cli import build_parser
+from harness.errors import HarnessError
+from harness.registry import BUILTIN_RETRIEVERS
+from harness.reported import load_tables
+from harness.reproduce import check, load_recipes, select
+from harness.results import load_result
+from tests.harness.conftest import write_beir
+
+REPO = Path(__file__).resolve().parents[2]
+RECIPES = REPO / "reproduce" / "paper.yaml"
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
+    """A real BM25 run on a toy BEIR folder: (folder, result file, result)."""
+    from harness.runner import RunConfig, execute
+
+    root = tmp_path_factory.mktemp("repro")
+    folder = write_beir(root / "toy")
+    result, path = execute(
+        RunConfig(task=str(folder), retriever="bm25", output=str(root / "out" / "toy-bm25.json"), show_progress=False)
+    )
+    return folder, path, result
+
+
+def _recipe(tmp_path: Path, cells: list[dict], output: str, task: str = "beir/toy", **extra) -> Path:
+    spec = {
+        "version": 1,
+        "conditions": [
+            {
+                "name": "toy-bm25",
+                "table": "toy",
+                "description": "BM25 on the toy folder",
+                "tolerance": 0.0005,
+                "command": "harness run --task {task} --retriever bm25 --output {output}",
+                "output": output,
+                "cells": [{"task": task, **c} for c in cells],
+                **extra,
+            }
+        ],
+    }
+    path = tmp_path / "recipes.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def test_check_ok_with_the_measured_value(cli, measured, tmp_path: Path) -> None:
+    _, path, result = measured
+    ndcg, rmap = result["metrics"]["nDCG@10"], result["metrics"]["MAP"]
+    recipes = _recipe(
+        tmp_path,
+        [{"metric": "nDCG@10", "expected": round(ndcg, 4)}, {"metric": "MAP", "expected": round(rmap, 4)}],
+        str(path),
+    )
+    res = cli("reproduce", "--recipes", str(recipes), "--check")
+    assert res.code == 0, res.out + res.err
+    lines = res.out.splitlines()
+    assert lines[0].split() == ["condition", "task", "metric", "expected", "tol", "measured", "diff", "status"]
+    row = lines[1].split()
+    assert row[:3] == ["toy-bm25", "beir/toy", "nDCG@10"] and row[-1] == "OK"
+    assert row[5] == f"{ndcg:.4f}" and abs(float(row[6])) <= 0.00005
+    assert lines[-1] == "2 OK"
+
+
+def test_check_fails_outside_the_tolerance(cli, measured, tmp_path: Path) -> None:
+    _, path, result = measured
+    ndcg = result["metrics"]["nDCG@10"]
+    recipes = _recipe(
+        tmp_path,
+        [
+            {"metric": "nDCG@10", "expected": round(ndcg - 0.05, 4)},
+            {"metric": "MAP", "expected": round(result["metrics"]["MAP"], 4)},
+        ],
+        str(path),
+    )
+    res = cli("reproduce", "--recipes", str(recipes), "--check")
+    assert res.code == 1
+    row = res.out.splitlines()[1].split()
+    assert row[-1] == "FAIL" and float(row[6]) == pytest.approx(0.05, abs=1e-4)
+    assert "1 OK, 1 FAIL" in res.out
+    # Just inside the tolerance (0.0005) passes, just outside fails.
+    for offset, code in ((0.0004, 0), (0.0007, 1)):
+        recipes = _recipe(tmp_path, [{"metric": "nDCG@10", "expected": ndcg + offset}], str(path))
+        assert cli("reproduce", "--recipes", str(recipes), "--check").code == code
+
+
+def test_missing_file_and_pending_value(cli, measured, tmp_path: Path) -> None:
+    _, path, _ = measured
+    recipes = _recipe(tmp_path, [{"metric": "nDCG@10", "expected": 0.5}], str(tmp_path / "nowhere.json"))
+    res = cli("reproduce", "--recipes", str(recipes), "--check")
+    assert res.code == 0 and res.out.splitlines()[1].split()[-1] == "MISSING" and "1 MISSING" in res.out
+    assert cli("reproduce", "--recipes", str(recipes), "--check", "--strict").code == 1
+    recipes = _recipe(tmp_path, [{"metric": "nDCG@10", "expected": None}], str(path))
+    res = cli("reproduce", "--recipes", str(recipes), "--check")
+    assert res.code == 0 and res.out.splitlines()[1].split()[-1] == "PENDING"
+    assert cli("reproduce", "--recipes", str(recipes), "--check", "--strict").code == 1
+
+
+def test_tampered_or_reported_file_is_invalid(cli, measured, tmp_path: Path) -> None:
+    _, _, result = measured
+    bad = dict(result, metrics={**result["metrics"], "nDCG@10": result["metrics"]["nDCG@10"] + 0.1})
+    bad_path = tmp_path / "bad.json"
+    bad_path.write_text(json.dumps(bad))
+    recipes = _recipe(tmp_path, [{"metric": "nDCG@10", "expected": round(bad["metrics"]["nDCG@10"], 4)}], str(bad_path))
+    res = cli("reproduce", "--recipes", str(recipes), "--check")
+    assert res.code == 1 and "INVALID" in res.out and "per-query values average" in res.out
+    reported = tmp_path / "reported.json"
+    reported.write_text(
+        json.dumps(
+            {
+                "schema_version": 1,
+                "kind": "reported",
+                "source": "x",
+                "task": {"id": "beir/toy"},
+                "retriever": {"name": "bm25", "params": {}},
+                "metrics": {"nDCG@10": 0.5},
+            }
+        )
+    )
+    recipes = _recipe(tmp_path, [{"metric": "nDCG@10", "expected": 0.5}], str(reported))
+    res = cli("reproduce", "--recipes", str(recipes), "--check")
+    assert res.code == 1 and "not a measured one" in res.out
+
+
+def test_run_mode_runs_the_command_then_checks(cli, measured, tmp_path: Path) -> None:
+    """The default mode runs `harness run` in a subprocess; the fresh file matches the earlier run."""
+    folder, _, result = measured
+    recipes = _recipe(
+        tmp_path,
+        [{"metric": "nDCG@10", "expected": round(result["metrics"]["nDCG@10"], 6)}],
+        "results/toy/bm25.json",
+        task=str(folder),
+    )
+    work = tmp_path / "work"
+    work.mkdir()
+    res = cli("reproduce", "--recipes", str(recipes), "--root", str(work))
+    assert res.code == 0, res.out + res.err
+    assert f"$ harness run --task {folder} --retriever bm25 --output results/toy/bm25.json" in res.err
+    fresh = load_result(work / "results" / "toy" / "bm25.json")
+    assert fresh["per_query"] == result["per_query"] and fresh["run_sha256"] == result["run_sha256"]
+    assert res.out.splitlines()[1].split()[-1] == "OK"
+
+
+def test_run_mode_reports_a_failing_command(cli, tmp_path: Path) -> None:
+    recipes = _recipe(
+        tmp_path, [{"metric": "nDCG@10", "expected": 0.5}], "out.json", task=str(tmp_path / "no-such-folder")
+    )
+    res = cli("reproduce", "--recipes", str(recipes), "--root", str(tmp_path))
+    assert res.code == 1
+    assert "failed: harness run --task" in res.err and "MISSING" in res.out
+
+
+def test_dry_run_and_list(cli, tmp_path: Path) -> None:
+    recipes = _recipe(
+        tmp_path,
+        [{"metric": "nDCG@10", "expected": 0.5}, {"metric": "MAP", "expected": 0.4}],
+        "results/{task}/bm25 x.json",
+        task="beir/scifact",
+        task_args={"beir/scifact": "--data $MY_DATA/scifact"},
+    )
+    res = cli("reproduce", "--recipes", str(recipes), "--dry-run")
+    assert res.code == 0
+    assert res.out.splitlines() == [
+        "# toy-bm25 (table toy): BM25 on the toy folder",
+        "harness run --task beir/scifact --retriever bm25 --output 'results/beir/scifact/bm25 x.json' --data $MY_DATA/scifact",
+    ]  # one command per result file, output quoted for the shell
+    res = cli("reproduce", "--recipes", str(recipes), "--list")
+    assert res.out.strip() == "toy-bm25  [table toy]  2 cells over 1 tasks  - BM25 on the toy folder"
+    res = cli("reproduce", "--dry-run", "--table", "2", "--condition", "t2-qr-8B")
+    lines = res.out.splitlines()
+    assert lines[1] == (
+        "harness run --task beir/nq --retriever qr --model meta-llama/Llama-3.1-8B-Instruct --heads nq "
+        "--first-stage bm25 --depth 200 --output results/beir/nq/qr__Llama-3.1-8B-Instruct__nq__bm25200.json"
+    )
+    assert len(lines) == 12 and lines[-1].endswith("--data ${HARNESS_BEIR_LICENSED}/trec-news")
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"conditions": [{"name": "a", "output": "o.json", "tasks": ["x"], "metric": "m"}]}, "missing field 'command'"),
+        (
+            {
+                "conditions": [
+                    {
+                        "name": "a",
+                        "command": "harness run --task {task} --x {oops}",
+                        "output": "o",
+                        "tasks": ["x"],
+                        "metric": "m",
+                    }
+                ]
+            },
+            "unknown template field {oops}",
+        ),
+        (
+            {"conditions": [{"name": "a", "command": "python run.py", "output": "o", "tasks": ["x"], "metric": "m"}]},
+            "command must start with 'harness '",
+        ),
+        ({"conditions": [{"name": "a", "command": "harness run", "output": "o"}]}, "no 'tasks' or 'cells'"),
+        (
+            {"conditions": [{"name": "a", "command": "harness run", "output": "o", "tasks": ["x"], "metric": "m"}] * 2},
+            "condition name 'a' is used twice",
+        ),
+        (
+            {
+                "reported": str(REPO / "results/reported/arxiv-2506.09944v2.yaml"),
+                "conditions": [
+                    {
+                        "name": "a-{lm}",
+                        "for_lm": ["9B"],
+                        "command": "harness run",
+                        "output": "o",
+                        "tasks": ["x"],
+                        "metric": "m",
+                    }
+                ],
+            },
+            "for_lm '9B' is not a model",
+        ),
+        (
+            {
+                "reported": str(REPO / "results/reported/arxiv-2506.09944v2.yaml"),
+                "conditions": [
+                    {
+                        "name": "a",
+                        "expected_from": {"table": "2", "row": "8B QRRetriever"},
+                        "command": "harness run",
+                        "output": "o",
+                        "tasks": ["beir/msmarco"],
+                        "metric": "nDCG@10",
+                    }
+                ],
+            },
+            "table 2 has no cell for row '8B QRRetriever', task 'beir/msmarco'",
+        ),
+        (
+            {
+                "conditions": [
+                    {
+                        "name": "a",
+                        "expected_from": {"table": "2", "row": "BM25"},
+                        "command": "harness run",
+                        "output": "o",
+                        "tasks": ["beir/nq"],
+                        "metric": "nDCG@10",
+                    }
+                ]
+            },
+            "needs a top-level 'reported'",
+        ),
+        ({"version": 2, "conditions": []}, "recipe version 2 is not supported"),
+    ],
+)
+def test_bad_recipes_give_one_line_errors(cli, tmp_path: Path, spec: dict, message: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(HarnessError, match=message.replace("{", r"\{").replace("}", r"\}")):
+        load_recipes(path)
+    res = cli("reproduce", "--recipes", str(path), "--check")
+    assert res.code == 2 and len(res.err.strip().splitlines()) == 1 and "Traceback" not in res.err
+
+
+def test_unknown_table_is_an_error(cli) -> None:
+    res = cli("reproduce", "--table", "9", "--check")
+    assert res.code == 2 and "tables in the file: 1, 2, offline" in res.err
+
+
+# ------------------------------------------------------------------ the checked-in recipe file
+
+
+@pytest.fixture(scope="module")
+def conditions():
+    return load_recipes(RECIPES)
+
+
+def test_every_reported_cell_has_a_recipe_with_the_reported_value(conditions) -> None:
+    source = load_tables(REPO / "results" / "reported" / "arxiv-2506.09944v2.yaml")
+    reported = {}
+    for table in source.tables:
+        for row in table.rows:
+            for column, value in zip(table.columns, row.values):
+                if value is not None:
+                    key = (table.number, row.label, column.task, column.metric, column.top_k, column.full_context)
+                    reported[key] = round(value / 100, 6)
+    recipe = {}
+    for cond in conditions:
+        for cell in cond.cells:
+            if cell.table in ("1", "2"):
+                row = cell.origin.split(f"Table {cell.table}, ", 1)[1]
+                recipe[(cell.table, row, cell.task, cell.metric, cell.top_k, cell.full_context)] = cell.expected
+    assert recipe == reported  # every printed number is reproducible by exactly one recipe cell
+    assert len(recipe) == 231 + 15 * 4 + 21 * 4 + 3 * 2  # printed cells of Table 2 and Table 1
+
+
+def test_recipe_commands_parse_and_outputs_are_unique(conditions) -> None:
+    parser = build_parser()
+    outputs: dict[str, str] = {}
+    for cond in conditions:
+        for command, output in cond.commands:
+            args = parser.parse_args(shlex.split(command)[1:])  # argparse exits on an unknown flag
+            assert args.verb == "run" and args.output == output
+            assert args.retriever in BUILTIN_RETRIEVERS, command
+            assert outputs.setdefault(output, command) == command, f"{output} written by two commands"
+            if cond.table in ("1", "2"):
+                assert output.startswith(f"results/{args.task}/")
+    assert len(select(conditions, ["2"])) == 1 + 4 * 4 + 4
+    # BM25's paper row is on the full test sets, so its recipe must not sample 512 queries.
+    bm25 = select(conditions, ["2"], ["t2-bm25"])[0]
+    assert all("--max-queries 0" in c for c, _ in bm25.commands)
+
+
+def test_offline_bm25_cells_reproduce_on_the_shared_data(cli, shared_data: Path, tmp_path: Path, monkeypatch) -> None:
+    """Run the checked-in offline BM25 recipe for real (Cranfield, CACM) and check it: all OK."""
+    monkeypatch.setenv("HARNESS_SHARED_DATA", str(shared_data))
+    res = cli("reproduce", "--table", "offline", "--condition", "offline-bm25", "--root", str(tmp_path))
+    assert res.code == 0, res.out + res.err
+    statuses = [line.split()[-1] for line in res.out.splitlines()[1:-1]]
+    assert statuses == ["OK"] * 6 and res.out.splitlines()[-1] == "6 OK"
+    assert check(select(load_recipes(RECIPES), ["offline"], ["offline-bm25"]), tmp_path)[0].status == "OK"
