@@ -265,7 +265,11 @@ def assemble(
         if not bad:
             continue
         ids = list(dict.fromkeys(r.qid if what == "quer" else r.docid for r in bad))
-        noun = ("query" if len(ids) == 1 else "queries") if what == "quer" else ("document" if len(ids) == 1 else "documents")
+        noun = (
+            ("query" if len(ids) == 1 else "queries")
+            if what == "quer"
+            else ("document" if len(ids) == 1 else "documents")
+        )
         message = f"{qrels_source}:{bad[0].line}: {len(ids)} {noun} not in {source}: {_examples(ids)}"
         if unknown_ids == "error":
             raise HarnessError(message)
@@ -301,7 +305,9 @@ def find_beir_dir(data: str | os.PathLike[str], name: str | None = None) -> Path
     for candidate in candidates:
         if (candidate / "corpus.jsonl").is_file():
             return candidate
-    raise HarnessError(f"{root}: no corpus.jsonl found (a BEIR folder holds corpus.jsonl, queries.jsonl, qrels/<split>.tsv)")
+    raise HarnessError(
+        f"{root}: no corpus.jsonl found (a BEIR folder holds corpus.jsonl, queries.jsonl, qrels/<split>.tsv)"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -309,11 +315,15 @@ def find_beir_dir(data: str | os.PathLike[str], name: str | None = None) -> Path
 # ---------------------------------------------------------------------------------------------
 
 
-def _hub_ids(name: str) -> tuple[str, str, str | None]:
-    """(corpus repo, qrels repo, data sub-folder) for a dataset name."""
+def _hub_ids(name: str, prefix: str = "BeIR") -> tuple[str, str, str | None]:
+    """(corpus repo, qrels repo, data sub-folder) for a dataset name.
+
+    ``prefix`` is the hub organisation, or a local folder mirroring the hub repositories
+    (``<prefix>/<name>`` and ``<prefix>/<name>-qrels``).
+    """
     if name.startswith("cqadupstack/"):
-        return "BeIR/cqadupstack", "BeIR/cqadupstack-qrels", name.split("/", 1)[1]
-    return f"BeIR/{name}", f"BeIR/{name}-qrels", None
+        return f"{prefix}/cqadupstack", f"{prefix}/cqadupstack-qrels", name.split("/", 1)[1]
+    return f"{prefix}/{name}", f"{prefix}/{name}-qrels", None
 
 
 def _hub_error(name: str, what: str, exc: Exception) -> HarnessError:
@@ -343,7 +353,12 @@ def _row_hasher() -> tuple[Any, Any]:
 
 
 def load_from_hub(
-    name: str, split: str, revision: str | None = None, qrels_revision: str | None = None, show_progress: bool | None = None
+    name: str,
+    split: str,
+    revision: str | None = None,
+    qrels_revision: str | None = None,
+    show_progress: bool | None = None,
+    hub_prefix: str = "BeIR",
 ) -> tuple[dict[str, Document], dict[str, Query], list[_QrelRow], dict[str, Any]]:
     """Load corpus, queries and qrels rows of ``beir/<name>`` with :func:`datasets.load_dataset`.
 
@@ -351,14 +366,14 @@ def load_from_hub(
     part computed over its rows). CQADupStack forums are read as ``<forum>/...`` data files of
     ``BeIR/cqadupstack`` and ``BeIR/cqadupstack-qrels``.
     """
-    if name in NOT_ON_HUB:
+    if name in NOT_ON_HUB and hub_prefix == "BeIR":
         raise HarnessError(
             f"beir/{name} is not distributed on the Hugging Face hub (licensed data); "
             "build its BEIR folder yourself and pass --data DIR"
         )
     import datasets
 
-    corpus_repo, qrels_repo, forum = _hub_ids(name)
+    corpus_repo, qrels_repo, forum = _hub_ids(name, hub_prefix)
     try:
         if forum is None:
             corpus_ds = datasets.load_dataset(corpus_repo, "corpus", split="corpus", revision=revision)
@@ -369,12 +384,17 @@ def load_from_hub(
             queries_ds = datasets.load_dataset(corpus_repo, data_files=files, split="queries", revision=revision)
     except Exception as exc:  # noqa: BLE001 - datasets raises many types; the user needs one line
         raise _hub_error(name, corpus_repo, exc) from None
+    local = Path(hub_prefix).is_dir()
     try:
         if forum is None:
             qrels_ds = datasets.load_dataset(qrels_repo, split=split, revision=qrels_revision)
         else:
             qrels_ds = datasets.load_dataset(
-                qrels_repo, data_files={split: f"{forum}/{split}.tsv"}, split=split, delimiter="\t", revision=qrels_revision
+                qrels_repo,
+                data_files={split: f"{forum}/{split}.tsv"},
+                split=split,
+                delimiter="\t",
+                revision=qrels_revision,
             )
     except Exception as exc:  # noqa: BLE001
         raise _hub_error(name, f"{qrels_repo} split {split!r}", exc) from None
@@ -410,11 +430,16 @@ def load_from_hub(
                 raise HarnessError(f"{where}: missing required field {required!r}")
         qrels_update(row)
         rows.append(
-            _QrelRow(_as_id(row["query-id"], where, "query-id"), _as_id(row["corpus-id"], where, "corpus-id"), int(row["score"]), index)
+            _QrelRow(
+                _as_id(row["query-id"], where, "query-id"),
+                _as_id(row["corpus-id"], where, "corpus-id"),
+                int(row["score"]),
+                index,
+            )
         )
     provenance = {
-        "source": f"hf:{corpus_repo}" + (f"/{forum}" if forum else ""),
-        "qrels_source": f"hf:{qrels_repo}",
+        "source": ("" if local else "hf:") + corpus_repo + (f"/{forum}" if forum else ""),
+        "qrels_source": ("" if local else "hf:") + qrels_repo,
         "revision": {"corpus": revision or "main", "qrels": qrels_revision or "main"},
         "fingerprint": {
             "corpus": getattr(corpus_ds, "_fingerprint", None),
@@ -443,6 +468,7 @@ class BeirTask(Task):
         revision, qrels_revision: hub revisions (commit, tag or branch) to pin.
         unknown_ids: ``"error"`` (default) or ``"drop"`` for qrels naming unknown ids.
         show_progress: progress bars while reading (default: on unless ``DISABLE_TQDM=1``).
+        hub_prefix: hub organisation (default ``BeIR``) or a local folder mirroring its repos.
 
     Example::
 
@@ -464,13 +490,17 @@ class BeirTask(Task):
     #: beir.EvaluateRetrieval's default, pinned for every BEIR task.
     ignore_identical_ids: ClassVar[bool] = True
 
-    _PARAMS: ClassVar[frozenset[str]] = frozenset({"split", "revision", "qrels_revision", "unknown_ids", "show_progress"})
+    _PARAMS: ClassVar[frozenset[str]] = frozenset(
+        {"split", "revision", "qrels_revision", "unknown_ids", "show_progress", "hub_prefix"}
+    )
 
     def __init__(self, name: str | None = None, data: str | None = None, **params: Any) -> None:
         super().__init__(name=name, data=data, **params)
         unknown = sorted(set(params) - self._PARAMS)
         if unknown:
-            raise HarnessError(f"task beir: unknown parameter {unknown[0]!r} (accepted: {', '.join(sorted(self._PARAMS))})")
+            raise HarnessError(
+                f"task beir: unknown parameter {unknown[0]!r} (accepted: {', '.join(sorted(self._PARAMS))})"
+            )
         if not name and data is None:
             raise HarnessError("task 'beir' needs a dataset name, e.g. beir/scifact (see `harness list tasks`)")
         if data is None and name not in self.names:
@@ -504,10 +534,11 @@ class BeirTask(Task):
             }
         else:
             assert self.name is not None
+            prefix = self.params.get("hub_prefix") or "BeIR"
             corpus, queries, rows, provenance = load_from_hub(
-                self.name, self.split, self.params.get("revision"), self.params.get("qrels_revision"), show
+                self.name, self.split, self.params.get("revision"), self.params.get("qrels_revision"), show, prefix
             )
-            corpus_repo, qrels_repo, _ = _hub_ids(self.name)
+            corpus_repo, qrels_repo, _ = _hub_ids(self.name, prefix)
             sources = (f"{corpus_repo}[corpus]", f"{corpus_repo}[queries]", f"{qrels_repo}[{self.split}] row")
         evaluated, qrels, counts = assemble(
             corpus,

@@ -140,7 +140,10 @@ def read_cranfield_docs(path: str | os.PathLike[str]) -> dict[str, Document]:
             id=doc_id,
             text=_squash(" ".join(fields["W"])),
             title=_squash(" ".join(fields.get("T", []))),
-            meta={"authors": _squash(" ".join(fields.get("A", []))), "bibliography": _squash(" ".join(fields.get("B", [])))},
+            meta={
+                "authors": _squash(" ".join(fields.get("A", []))),
+                "bibliography": _squash(" ".join(fields.get("B", []))),
+            },
         )
         lines[doc_id] = number
     if not corpus:
@@ -199,15 +202,24 @@ def read_cranfield_qrels(path: str | os.PathLike[str]) -> Qrels:
 
 
 def _check_qrels(
-    qrels: Qrels, queries: list[Query], corpus: dict[str, Document], qrels_path: Path, queries_path: Path, corpus_path: Path
+    qrels: Qrels,
+    queries: list[Query],
+    corpus: dict[str, Document],
+    qrels_path: Path,
+    queries_path: Path,
+    corpus_path: Path,
 ) -> tuple[list[Query], Qrels]:
     known = {q.id for q in queries}
     bad_q = [q for q in qrels if q not in known]
     if bad_q:
-        raise HarnessError(f"{qrels_path}: {len(bad_q)} judged queries not in {queries_path}: {', '.join(map(repr, bad_q[:3]))}")
+        raise HarnessError(
+            f"{qrels_path}: {len(bad_q)} judged queries not in {queries_path}: {', '.join(map(repr, bad_q[:3]))}"
+        )
     bad_d = sorted({d for judged in qrels.values() for d in judged if d not in corpus})
     if bad_d:
-        raise HarnessError(f"{qrels_path}: {len(bad_d)} judged documents not in {corpus_path}: {', '.join(map(repr, bad_d[:3]))}")
+        raise HarnessError(
+            f"{qrels_path}: {len(bad_d)} judged documents not in {corpus_path}: {', '.join(map(repr, bad_d[:3]))}"
+        )
     positive = {q: {d: r for d, r in judged.items() if r > 0} for q, judged in qrels.items()}
     positive = {q: judged for q, judged in positive.items() if judged}
     evaluated = [q for q in queries if q.id in positive]
@@ -264,7 +276,9 @@ class CranfieldTask(_ClassicTask):
                 folder,
                 len(evaluated),
                 len(corpus),
-                relevance="gain = 5 - Cleverdon code (1->4 ... 4->1); code -1 dropped; query ids = ordinals in cran.qry",
+                relevance=(
+                    "gain = 5 - Cleverdon code (1->4 ... 4->1); code -1 dropped; query ids = ordinals in cran.qry"
+                ),
             ),
         )
 
@@ -279,31 +293,33 @@ def cacm_doc_id(raw: str) -> str:
     return f"CACM-{match.group(1)}" if match else raw
 
 
+def _add_cacm_doc(corpus: dict[str, Document], path: Path, name: str, data: bytes) -> None:
+    doc_id = cacm_doc_id(Path(name).stem)
+    if doc_id in corpus:
+        raise HarnessError(f"{path}: duplicate document {name}")
+    raw = data.decode("utf-8", errors="replace").replace("\r\n", "\n")
+    lines = [line.strip() for line in html.unescape(_TAGS.sub(" ", raw)).split("\n")]
+    lines = [line for line in lines if line]
+    if not lines:
+        raise HarnessError(f"{path}: {name} holds no text")
+    corpus[doc_id] = Document(id=doc_id, title=_squash(lines[0]), text=_squash(" ".join(lines[1:])))
+
+
 def read_cacm_docs(path: str | os.PathLike[str]) -> dict[str, Document]:
     """Read the ``CACM-NNNN.html`` members of ``cacm.tar.gz`` (see the module docstring)."""
     path = Path(path)
     corpus: dict[str, Document] = {}
     try:
-        archive = tarfile.open(path, "r:*")
+        with tarfile.open(path, "r:*") as archive:
+            for member in archive:
+                if member.isfile() and member.name.endswith(".html"):
+                    handle = archive.extractfile(member)
+                    assert handle is not None
+                    _add_cacm_doc(corpus, path, member.name, handle.read())
     except FileNotFoundError:
         raise HarnessError(f"{path}: file not found") from None
-    except (tarfile.TarError, OSError) as exc:
+    except (tarfile.TarError, OSError, EOFError) as exc:
         raise HarnessError(f"{path}: not a readable tar archive ({exc})") from None
-    with archive:
-        for member in archive:
-            if not member.isfile() or not member.name.endswith(".html"):
-                continue
-            doc_id = cacm_doc_id(Path(member.name).stem)
-            if doc_id in corpus:
-                raise HarnessError(f"{path}: duplicate document {member.name}")
-            handle = archive.extractfile(member)
-            assert handle is not None
-            raw = handle.read().decode("utf-8", errors="replace").replace("\r\n", "\n")
-            lines = [line.strip() for line in html.unescape(_TAGS.sub(" ", raw)).split("\n")]
-            lines = [line for line in lines if line]
-            if not lines:
-                raise HarnessError(f"{path}: {member.name} holds no text")
-            corpus[doc_id] = Document(id=doc_id, title=_squash(lines[0]), text=_squash(" ".join(lines[1:])))
     if not corpus:
         raise HarnessError(f"{path}: empty corpus (no .html members)")
     return corpus
@@ -320,7 +336,10 @@ class CacmTask(_ClassicTask):
         corpus = read_cacm_docs(folder / "cacm.tar.gz")
         topics = read_trec_topics(folder / "topics.cacm.txt")
         queries = [Query(id=qid, text=text) for qid, text in topics.items()]
-        qrels = {q: {cacm_doc_id(d): rel for d, rel in judged.items()} for q, judged in read_trec_qrels(folder / "qrels.cacm.txt").items()}
+        qrels = {
+            q: {cacm_doc_id(d): rel for d, rel in judged.items()}
+            for q, judged in read_trec_qrels(folder / "qrels.cacm.txt").items()
+        }
         evaluated, qrels = _check_qrels(
             qrels, queries, corpus, folder / "qrels.cacm.txt", folder / "topics.cacm.txt", folder / "cacm.tar.gz"
         )
@@ -332,6 +351,10 @@ class CacmTask(_ClassicTask):
             metrics=self.metrics,
             ignore_identical_ids=False,
             provenance=self._provenance(
-                folder, len(evaluated), len(corpus), n_topics=len(queries), relevance="binary TREC qrels; unjudged topics skipped"
+                folder,
+                len(evaluated),
+                len(corpus),
+                n_topics=len(queries),
+                relevance="binary TREC qrels; unjudged topics skipped",
             ),
         )

@@ -147,7 +147,9 @@ class IcrJsonTask(Task):
         super().__init__(name=name, data=data, **params)
         unknown = sorted(set(params) - {"qrels", "ignore_identical_ids"})
         if unknown:
-            raise HarnessError(f"task icr-json: unknown parameter {unknown[0]!r} (accepted: ignore_identical_ids, qrels)")
+            raise HarnessError(
+                f"task icr-json: unknown parameter {unknown[0]!r} (accepted: ignore_identical_ids, qrels)"
+            )
         if data is None:
             raise HarnessError("task icr-json needs --data FILE (a QRHead/ICR JSON list of instances)")
 
@@ -163,7 +165,10 @@ class IcrJsonTask(Task):
             external = _read_qrels_any(Path(qrels_path))
             missing = [inst.query.id for inst in instances if inst.query.id not in external]
             if missing:
-                raise HarnessError(f"{qrels_path}: no judgements for {len(missing)} instances, e.g. {', '.join(map(repr, missing[:3]))}")
+                raise HarnessError(
+                    f"{qrels_path}: no judgements for {len(missing)} instances, e.g. "
+                    f"{', '.join(map(repr, missing[:3]))}"
+                )
             for inst in instances:
                 inst.gold = {d: rel for d, rel in external[inst.query.id].items() if rel > 0}
             instances = [inst for inst in instances if inst.gold]

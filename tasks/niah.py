@@ -204,7 +204,9 @@ class NiahTask(Task):
             raise HarnessError(f"task 'niah' has no sub-datasets; got niah/{name}")
         unknown = sorted(set(params) - self._PARAMS)
         if unknown:
-            raise HarnessError(f"task niah: unknown parameter {unknown[0]!r} (accepted: {', '.join(sorted(self._PARAMS))})")
+            raise HarnessError(
+                f"task niah: unknown parameter {unknown[0]!r} (accepted: {', '.join(sorted(self._PARAMS))})"
+            )
         self.lengths: list[int] = _parse_numbers(params.get("lengths", DEFAULT_LENGTHS), "lengths", int)
         self.depths: list[float] = _parse_numbers(params.get("depths", DEFAULT_DEPTHS), "depths", float)
         self.unit: str = params.get("unit", "words")
@@ -225,7 +227,10 @@ class NiahTask(Task):
             raise HarnessError("niah: needle and question must not be empty")
         ids = [self._qid(length, depth) for length in self.lengths for depth in self.depths]
         if len(set(ids)) != len(ids):
-            raise HarnessError(f"niah: lengths × depths give duplicate cells ({', '.join(sorted({i for i in ids if ids.count(i) > 1}))})")
+            raise HarnessError(
+                "niah: lengths × depths give duplicate cells "
+                f"({', '.join(sorted({i for i in ids if ids.count(i) > 1}))})"
+            )
 
     @staticmethod
     def _qid(length: int, depth: float) -> str:
@@ -258,7 +263,9 @@ class NiahTask(Task):
         instances: list[Instance] = []
         for length in self.lengths:
             if length <= needle_units + (2 if encode else 0):
-                raise HarnessError(f"niah: length {length} leaves no room for a haystack (the needle is {needle_units} {self.unit})")
+                raise HarnessError(
+                    f"niah: length {length} leaves no room for a haystack (the needle is {needle_units} {self.unit})"
+                )
             if encode:
                 pool = _take(words, length)  # a word is at least one token
                 counter = _Counter(encode, pool)
@@ -300,7 +307,11 @@ class NiahTask(Task):
                     )
                 )
         log.info("niah: %d instances from %d haystack files (%s)", len(instances), len(files), source)
-        spec = self.tokenizer_spec if isinstance(self.tokenizer_spec, (str, type(None))) else type(self.tokenizer_spec).__name__
+        spec = (
+            self.tokenizer_spec
+            if isinstance(self.tokenizer_spec, (str, type(None)))
+            else type(self.tokenizer_spec).__name__
+        )
         return TaskData(
             queries=[inst.query for inst in instances],
             qrels={inst.query.id: dict(inst.gold) for inst in instances},

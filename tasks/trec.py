@@ -139,9 +139,7 @@ def read_trec_run(path: str | os.PathLike[str]) -> Run:
     for number, line in _lines(path):
         fields = line.split()
         if len(fields) != 6:
-            raise HarnessError(
-                f"{path}:{number}: expected 6 fields 'qid Q0 docid rank score tag', got {len(fields)}"
-            )
+            raise HarnessError(f"{path}:{number}: expected 6 fields 'qid Q0 docid rank score tag', got {len(fields)}")
         qid, _, docid, rank_text, score_text, _tag = fields
         _parse_int(rank_text, path, number, "rank")
         try:

@@ -138,8 +138,12 @@ def test_duplicate_query_id(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("filename", "line", "field"),
-    [("corpus.jsonl", '{"title": "t", "text": "no id"}', "_id"), ("corpus.jsonl", '{"_id": "d9"}', "text"),
-     ("queries.jsonl", '{"text": "no id"}', "_id"), ("queries.jsonl", '{"_id": "q9"}', "text")],
+    [
+        ("corpus.jsonl", '{"title": "t", "text": "no id"}', "_id"),
+        ("corpus.jsonl", '{"_id": "d9"}', "text"),
+        ("queries.jsonl", '{"text": "no id"}', "_id"),
+        ("queries.jsonl", '{"_id": "q9"}', "text"),
+    ],
 )
 def test_missing_required_field(tmp_path: Path, filename: str, line: str, field: str) -> None:
     ds = _copy(tmp_path)
@@ -161,7 +165,9 @@ def test_qrels_naming_unknown_documents(tmp_path: Path) -> None:
     ds = _copy(tmp_path)
     with (ds / "qrels" / "test.tsv").open("a") as handle:
         handle.write("q1\tnope1\t1\nq2\tnope2\t1\nq2\tnope3\t1\nq2\tnope4\t1\n")
-    with pytest.raises(HarnessError, match=r"test\.tsv:8: 4 documents not in .*corpus\.jsonl: 'nope1', 'nope2', 'nope3' and 1 more"):
+    with pytest.raises(
+        HarnessError, match=r"test\.tsv:8: 4 documents not in .*corpus\.jsonl: 'nope1', 'nope2', 'nope3' and 1 more"
+    ):
         BeirTask("x", data=str(ds)).load()
     data = BeirTask("x", data=str(ds), unknown_ids="drop").load()
     assert data.qrels["q1"] == {"d1": 2} and data.provenance["qrels_dropped_unknown"] == 4
@@ -262,3 +268,53 @@ def test_real_crlf_beir_qrels_match_anserini_trec_qrels(shared_data: Path) -> No
     assert len(beir) == 300 and sum(len(v) for v in beir.values()) == 339
     fiqa = read_beir_qrels(shared_data / "beir_queries_qrels_only" / "fiqa" / "qrels" / "test.tsv")
     assert len(fiqa) == 648 and sum(len(v) for v in fiqa.values()) == 1_706
+
+
+_HUB_README = """---
+configs:
+- config_name: corpus
+  data_files:
+  - split: corpus
+    path: corpus/corpus-*
+- config_name: queries
+  data_files:
+  - split: queries
+    path: queries/queries-*
+---
+"""
+
+
+def test_hub_code_path_on_a_local_mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The datasets-based loader, run offline on a folder laid out like BeIR/<name> + -qrels."""
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "cache")
+    repo = tmp_path / "mirror" / "scifact"
+    (repo / "corpus").mkdir(parents=True)
+    (repo / "queries").mkdir()
+    (repo / "README.md").write_text(_HUB_README)
+    shutil.copy(TINY / "corpus.jsonl", repo / "corpus" / "corpus-00000.jsonl")
+    # the hub's queries carry an empty title column
+    (repo / "queries" / "queries-00000.jsonl").write_text(
+        "".join(line.rstrip()[:-1] + ', "title": ""}\n' for line in (TINY / "queries.jsonl").read_text().splitlines())
+    )
+    shutil.copytree(TINY / "qrels", tmp_path / "mirror" / "scifact-qrels")
+    hub = BeirTask("scifact", hub_prefix=str(tmp_path / "mirror")).load()
+    local = BeirTask("scifact", data=str(TINY)).load()
+    assert [q.id for q in hub.queries] == [q.id for q in local.queries]
+    assert [q.text for q in hub.queries] == [q.text for q in local.queries]
+    assert hub.qrels == local.qrels
+    assert {k: (d.title, d.text) for k, d in hub.corpus.items()} == {
+        k: (d.title, d.text) for k, d in local.corpus.items()
+    }
+    prov = hub.provenance
+    assert prov["source"] == str(repo) and prov["n_queries"] == 3 and prov["ignore_identical_ids"] is True
+    assert set(prov["sha256"]) == {"corpus", "queries", "qrels"} and all(len(h) == 64 for h in prov["sha256"].values())
+    assert BeirTask("scifact", hub_prefix=str(tmp_path / "mirror"), split="train").load().qrels == {"q5": {"d5": 1}}
+    # a hub-side duplicate id is caught too
+    shutil.copytree(tmp_path / "mirror", tmp_path / "mirror2")
+    with (tmp_path / "mirror2" / "scifact" / "corpus" / "corpus-00000.jsonl").open("a") as handle:
+        handle.write('{"_id": "d1", "title": "", "text": "again"}\n')
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "cache2")
+    with pytest.raises(HarnessError, match=r"scifact\[corpus\] row 5: duplicate document id 'd1'"):
+        BeirTask("scifact", hub_prefix=str(tmp_path / "mirror2")).load()

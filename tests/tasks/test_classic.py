@@ -37,7 +37,9 @@ def test_cranfield_tiny_fixture() -> None:
     assert data.corpus["1"].text == "flow past a flat plate . the boundary layer over a flat plate is studied ."
     assert data.corpus["1"].meta == {"authors": "smith,j.", "bibliography": "j. ae. scs. 1, 1950, 1."}
     # stray markers after .W keep their lines in the abstract
-    assert data.corpus["2"].text.endswith("a stray author marker inside the abstract . keeps its lines in the abstract .")
+    assert data.corpus["2"].text.endswith(
+        "a stray author marker inside the abstract . keeps its lines in the abstract ."
+    )
     assert data.corpus["2"].meta["authors"] == "doe,j."
     assert data.corpus["3"].text == ""
     # query ids are ordinals (as cranqrel numbers them); the .I ids go to meta
@@ -71,7 +73,10 @@ def test_cranfield_finds_shared_data_from_the_environment(shared_data: Path, mon
 
 
 def test_missing_collection_says_where_it_looked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(HarnessError, match=r"cranfield: files cran\.all\.1400, cran\.qry, cranqrel not found \(looked in .*\); pass --data DIR"):
+    with pytest.raises(
+        HarnessError,
+        match=r"cranfield: files cran\.all\.1400, cran\.qry, cranqrel not found \(looked in .*\); pass --data DIR",
+    ):
         CranfieldTask(data=str(tmp_path)).load()
     # the default search: $HARNESS_SHARED_DATA, ../shared/data beside the repo, ../shared/data from the cwd
     import tasks.classic
@@ -83,7 +88,11 @@ def test_missing_collection_says_where_it_looked(tmp_path: Path, monkeypatch: py
     with pytest.raises(HarnessError) as info:
         CacmTask().load()
     message = str(info.value)
-    expected = [tmp_path / "env" / "cacm", tmp_path / "a" / "shared" / "data" / "cacm", tmp_path / "b" / "shared" / "data" / "cacm"]
+    expected = [
+        tmp_path / "env" / "cacm",
+        tmp_path / "a" / "shared" / "data" / "cacm",
+        tmp_path / "b" / "shared" / "data" / "cacm",
+    ]
     assert f"(looked in {', '.join(map(str, expected))})" in message and "\n" not in message
     # and the cwd-relative place is used when it holds the files
     shutil.copytree(CRAN_TINY, tmp_path / "b" / "shared" / "data" / "cranfield")
@@ -151,7 +160,9 @@ def test_cacm_tiny(tmp_path: Path) -> None:
     _tiny_cacm(
         tmp_path,
         {
-            "CACM-0002.html": "<html>\n<pre>\n\n\nQuicksort &amp; Friends\n\nCACM July, 1961\n\nHoare, C. A. R.\n</pre>\n</html>\n",
+            "CACM-0002.html": (
+                "<html>\n<pre>\n\n\nQuicksort &amp; Friends\n\nCACM July, 1961\n\nHoare, C. A. R.\n</pre>\n</html>\n"
+            ),
             "CACM-0010.html": "<html>\n<pre>\n\nA Sorting Network\n\nCACM 1962\n</pre>\n</html>\n",
         },
     )

@@ -62,7 +62,12 @@ def _write(tmp_path: Path, obj: object) -> Path:
 
 
 def _item(**overrides: object) -> dict:
-    item = {"idx": 0, "question": "q?", "gt_docs": [1], "paragraphs": [{"idx": 1, "title": None, "paragraph_text": "t", "is_supporting": True}]}
+    item = {
+        "idx": 0,
+        "question": "q?",
+        "gt_docs": [1],
+        "paragraphs": [{"idx": 1, "title": None, "paragraph_text": "t", "is_supporting": True}],
+    }
     item.update(overrides)
     return item
 
@@ -76,11 +81,26 @@ def _item(**overrides: object) -> dict:
         ([{"question": "q", "paragraphs": []}], r"item 0: missing required field 'idx'"),
         ([_item(question="")], r"item 0: field 'question' must be a non-empty string"),
         ([_item(paragraphs=[])], r"item 0: field 'paragraphs' must be a non-empty list"),
-        ([_item(paragraphs=[{"idx": 1, "title": None}])], r"item 0 \(idx 0\) paragraph 0: missing required field 'paragraph_text'"),
-        ([_item(paragraphs=[{"idx": 1, "paragraph_text": "a"}, {"idx": 1, "paragraph_text": "b"}])], r"paragraph 1: duplicate paragraph idx '1'"),
-        ([_item(paragraphs=[{"idx": 1, "paragraph_text": "a", "title": 3}])], r"field 'title' must be a string or null"),
-        ([_item(paragraphs=[{"idx": 1, "paragraph_text": "a", "is_supporting": "yes"}])], r"'is_supporting' must be true or false"),
-        ([_item(gt_docs=[], paragraphs=[{"idx": 1, "paragraph_text": "a"}])], r"no instance has a gold document; empty query set"),
+        (
+            [_item(paragraphs=[{"idx": 1, "title": None}])],
+            r"item 0 \(idx 0\) paragraph 0: missing required field 'paragraph_text'",
+        ),
+        (
+            [_item(paragraphs=[{"idx": 1, "paragraph_text": "a"}, {"idx": 1, "paragraph_text": "b"}])],
+            r"paragraph 1: duplicate paragraph idx '1'",
+        ),
+        (
+            [_item(paragraphs=[{"idx": 1, "paragraph_text": "a", "title": 3}])],
+            r"field 'title' must be a string or null",
+        ),
+        (
+            [_item(paragraphs=[{"idx": 1, "paragraph_text": "a", "is_supporting": "yes"}])],
+            r"'is_supporting' must be true or false",
+        ),
+        (
+            [_item(gt_docs=[], paragraphs=[{"idx": 1, "paragraph_text": "a"}])],
+            r"no instance has a gold document; empty query set",
+        ),
         ([_item(gt_docs=[None])], r"field 'gt_docs' must be a non-empty string or integer"),
     ],
 )

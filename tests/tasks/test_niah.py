@@ -110,7 +110,7 @@ def test_short_haystack_cycles(tmp_path: Path) -> None:
     inst = data.instances[0]
     context = _context_words(inst)
     hay = context[: inst.meta["needle_word_offset"]] + context[inst.meta["needle_word_offset"] + len(NEEDLE.split()) :]
-    cycle = "First file. It has two sentences. Second file here.".split()
+    cycle = ["First", "file.", "It", "has", "two", "sentences.", "Second", "file", "here."]
     assert hay == (cycle * 3)[:19]
     assert inst.meta["needle_word_offset"] == 9  # int(19 * 0.5) = 9, just after "here."
 

@@ -29,11 +29,7 @@ def test_write_run_orders_by_score_then_docid_with_1_based_ranks(tmp_path: Path)
     path = tmp_path / "out" / "run.trec"
     write_trec_run(run, path, tag="mine")
     assert path.read_text() == (
-        "q1 Q0 z 1 3.0 mine\n"
-        "q1 Q0 d2 2 1.25 mine\n"
-        "q1 Q0 d3 3 1.25 mine\n"
-        "q1 Q0 a 4 -0.5 mine\n"
-        "q2 Q0 b 1 1.0 mine\n"
+        "q1 Q0 z 1 3.0 mine\nq1 Q0 d2 2 1.25 mine\nq1 Q0 d3 3 1.25 mine\nq1 Q0 a 4 -0.5 mine\nq2 Q0 b 1 1.0 mine\n"
     )
     assert not list(path.parent.glob(".*.tmp"))  # atomic: no temporary left behind
 
