@@ -106,6 +106,18 @@ def model_cache_dir() -> Path:
     return root
 
 
+def _respect_disable_tqdm() -> None:
+    """``DISABLE_TQDM=1`` also silences the progress bars of transformers and the hub client."""
+    if os.environ.get("DISABLE_TQDM", "").upper() in {"1", "ON", "YES", "TRUE"}:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        with contextlib.suppress(ImportError):
+            from huggingface_hub.utils import disable_progress_bars
+
+            disable_progress_bars()
+
+
 def _transformers_major() -> int:
     from importlib.metadata import version
 
@@ -357,6 +369,7 @@ def _dequantise_and_save(gguf_path: Path, sha256: str, out: Path, *, label: str,
     import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    _respect_disable_tqdm()
     started = time.perf_counter()
     metadata = read_gguf_metadata(gguf_path)
     folder, name = str(gguf_path.parent), gguf_path.name
@@ -598,6 +611,7 @@ def load_tokenizer(spec: str) -> Any:
 def _load_tokenizer(info: ModelInfo) -> Any:
     from transformers import AutoTokenizer
 
+    _respect_disable_tqdm()
     try:
         return AutoTokenizer.from_pretrained(info.path, **_pretrained_kwargs(info))
     except (OSError, ValueError) as exc:
@@ -696,6 +710,7 @@ def load_causal_lm(
     from transformers import AutoModelForCausalLM
 
     info = resolve_model(spec)
+    _respect_disable_tqdm()
     started = time.perf_counter()
     kwargs: dict[str, Any] = _pretrained_kwargs(info)
     torch_dtype: Any
