@@ -6,6 +6,7 @@ Examples::
     harness reproduce --table 2 --dry-run        # the exact commands, one per result file
     harness reproduce --table offline            # run them, then compare with the expected values
     harness reproduce --table 2 --check          # only compare the result files already there
+    harness reproduce --all                      # run every condition (GPUs and the paper's models needed)
 
 Exit status: 0 when every cell is OK (MISSING/PENDING cells are allowed unless --strict), 1 when a
 cell FAILs (outside its tolerance), is INVALID, or a command failed; 2 on bad input.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from harness.errors import HarnessError
 from harness.reproduce import (
     DEFAULT_RECIPES,
     check,
@@ -51,11 +53,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     mode.add_argument(
         "--check", action="store_true", help="only read the result files and compare them with the expected values"
     )
+    p.add_argument(
+        "--all", action="store_true", help="run every condition (running needs --table, --condition or --all)"
+    )
     p.add_argument("--strict", action="store_true", help="also fail on MISSING result files and PENDING expectations")
     p.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
+    running = not (args.list or args.dry_run or args.check)
+    if running and not (args.table or args.condition or args.all):
+        raise HarnessError("running recipes needs --table, --condition or --all (or use --check, --dry-run, --list)")
     conditions = select(load_recipes(args.recipes), args.table, args.condition)
     if args.list:
         print(format_list(conditions))

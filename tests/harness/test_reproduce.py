@@ -145,6 +145,9 @@ def test_run_mode_runs_the_command_then_checks(cli, measured, tmp_path: Path) ->
     work = tmp_path / "work"
     work.mkdir()
     res = cli("reproduce", "--recipes", str(recipes), "--root", str(work))
+    assert res.code == 2 and "needs --table, --condition or --all" in res.err  # never runs everything by accident
+    assert not (work / "results").exists()
+    res = cli("reproduce", "--recipes", str(recipes), "--root", str(work), "--all")
     assert res.code == 0, res.out + res.err
     assert f"$ harness run --task {folder} --retriever bm25 --output results/toy/bm25.json" in res.err
     fresh = load_result(work / "results" / "toy" / "bm25.json")
@@ -156,7 +159,7 @@ def test_run_mode_reports_a_failing_command(cli, tmp_path: Path) -> None:
     recipes = _recipe(
         tmp_path, [{"metric": "nDCG@10", "expected": 0.5}], "out.json", task=str(tmp_path / "no-such-folder")
     )
-    res = cli("reproduce", "--recipes", str(recipes), "--root", str(tmp_path))
+    res = cli("reproduce", "--recipes", str(recipes), "--root", str(tmp_path), "--condition", "toy-*")
     assert res.code == 1
     assert "failed: harness run --task" in res.err and "MISSING" in res.out
 
