@@ -35,7 +35,6 @@ from scipy import sparse
 
 from harness.errors import HarnessError
 from harness.types import Document, Instance, Query, Retriever, Run
-
 from harness_tfidf import __version__
 
 _TERM = re.compile(r"[a-z0-9]+")
