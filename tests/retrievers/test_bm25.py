@@ -148,7 +148,7 @@ def test_bench_command_quick_run(shared_data: Path, tmp_path: Path, capsys: pyte
     parser = argparse.ArgumentParser()
     bench.add_arguments(parser)
     out = tmp_path / "bench" / "bm25.json"
-    args = parser.parse_args(["--data", str(shared_data), "--max-queries", "30", "--output", str(out), "--json"])
+    args = parser.parse_args(["--data", str(shared_data), "--max-queries", "30", "--repeats", "1", "--output", str(out), "--json"])
     assert bench.run(args) == 0
     record = json.loads(out.read_text())
     assert record == json.loads(capsys.readouterr().out)
