@@ -44,7 +44,8 @@ class QRRetriever(Retriever):
         null_query: the calibration query.
         order: ``"reversed"`` (best first-stage candidate last, the paper's BEIR setting) or
             ``"given"``.
-        dtype, device: passed to the model loader (bf16 on GPU / fp32 on CPU by default there).
+        dtype, device, device_map: passed to the model loader (bf16 on GPU / fp32 on CPU by
+            default; ``device_map="auto"`` spreads a large model over the GPUs of a node).
         truncate_words: keep the first N space-split words of every document (paper BEIR: 400).
         max_context: refuse prompts longer than this (default the model's context length).
         template: ``"auto"`` (paper template for Llama-3.x/Qwen2.5, else the chat template),
@@ -63,6 +64,7 @@ class QRRetriever(Retriever):
         order: str = "reversed",
         dtype: str | None = None,
         device: str | None = None,
+        device_map: str | None = None,
         truncate_words: int | None = None,
         max_context: int | None = None,
         template: str = "auto",
@@ -80,6 +82,7 @@ class QRRetriever(Retriever):
         self.order = order
         self.dtype = dtype
         self.device = device
+        self.device_map = device_map
         self.truncate_words = int(truncate_words) if truncate_words is not None else None
         self.max_context = int(max_context) if max_context is not None else None
         self.template_name = template
@@ -104,7 +107,9 @@ class QRRetriever(Retriever):
     def _load(self) -> None:
         from harness.models import load_causal_lm
 
-        self._model, self._tokenizer, self._info = load_causal_lm(self.model_spec, dtype=self.dtype, device=self.device)
+        self._model, self._tokenizer, self._info = load_causal_lm(
+            self.model_spec, dtype=self.dtype, device=self.device, device_map=self.device_map, for_scoring_only=True
+        )
         self._model.eval()
 
     def _build_engine(self) -> None:
@@ -166,6 +171,7 @@ class QRRetriever(Retriever):
                 "order": self.order,
                 "dtype": self.dtype,
                 "device": self.device,
+                "device_map": self.device_map,
                 "truncate_words": self.truncate_words,
                 "max_context": self.max_context,
                 "template": self.template_name,

@@ -278,7 +278,12 @@ class AttentionEngine:
         enc = self.encode(docs, queries, query_ids=query_ids, truncate_words=truncate_words)
         null, per_query = self.attention_rows(enc, per_head=False)
         segments = DocSegments.from_spans(enc.doc_tokens, device=null.device)
-        scores = torch.cat([masked_doc_sums(sq - null, segments) for sq in per_query]).cpu()
+        rows = []
+        for qi, sq in enumerate(per_query):
+            calibrated = sq - null
+            self._check_finite_tokens(calibrated, segments, qi, docs, query_ids)
+            rows.append(masked_doc_sums(calibrated, segments))
+        scores = torch.cat(rows).cpu()
         self._check_finite(scores, docs, query_ids)
         return scores
 
@@ -305,17 +310,38 @@ class AttentionEngine:
         layer_idx = torch.tensor([layer for layer, _ in self.heads])
         head_idx = torch.tensor([h for _, h in self.heads])
         for qi, sq in enumerate(per_query):
-            per_head = masked_doc_sums(sq - null, segments).cpu()  # [|H|, n_docs]
+            calibrated = sq - null
+            self._check_finite_tokens(calibrated, segments, qi, docs, query_ids)
+            per_head = masked_doc_sums(calibrated, segments).cpu()  # [|H|, n_docs]
             out[qi][:, layer_idx, head_idx] = per_head.T
         self._check_finite(out, docs, query_ids)
         return out
+
+    def _check_finite_tokens(
+        self,
+        calibrated: torch.Tensor,
+        segments: DocSegments,
+        qi: int,
+        docs: Sequence[Document],
+        query_ids: Sequence[str] | None,
+    ) -> None:
+        # NaN > threshold is False: the mask would silently drop NaN tokens, so check before it
+        bad = ~torch.isfinite(calibrated[:, segments.positions])
+        if bool(bad.any()):
+            doc = int(segments.seg[bad.any(dim=0).nonzero()[0, 0]])
+            raise self._non_finite(qi, doc, docs, query_ids)
+
+    def _non_finite(
+        self, qi: int, doc: int, docs: Sequence[Document], query_ids: Sequence[str] | None
+    ) -> HarnessError:
+        qid = query_ids[qi] if query_ids is not None else str(qi)
+        return HarnessError(
+            f"query {qid}: non-finite attention score for document {docs[doc].id!r} "
+            f"(model type {self.model_type!r}; check the weights, or use float32/bfloat16 instead of float16)"
+        )
 
     def _check_finite(self, scores: torch.Tensor, docs: Sequence[Document], query_ids: Sequence[str] | None) -> None:
         bad = ~torch.isfinite(scores)
         if bool(bad.any()):
             where = bad.nonzero()[0].tolist()
-            qid = query_ids[where[0]] if query_ids is not None else str(where[0])
-            raise HarnessError(
-                f"query {qid}: non-finite attention score for document {docs[where[1]].id!r} "
-                f"(model type {self.model_type!r}; try float32 or bfloat16 instead of float16)"
-            )
+            raise self._non_finite(where[0], where[1], docs, query_ids)

@@ -27,13 +27,13 @@ def _token_range(offsets: Sequence[tuple[int, int]], start: int, end: int) -> li
 def attention_scores(model: Any, tokenizer: Any, text: str) -> tuple[list[torch.Tensor], list[tuple[int, int]]]:
     """Eager attention maps of every layer (float64, ``[heads, T, T]``) and the token offsets."""
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    ids = torch.tensor([enc["input_ids"]], device=model.device)
+    ids = torch.tensor([enc["input_ids"]], device=model.get_input_embeddings().weight.device)
     config = model.config
     saved = config._attn_implementation
     config._attn_implementation = "eager"
     try:
         with torch.inference_mode():
-            out = model(input_ids=ids, output_attentions=True)
+            out = getattr(model, "base_model", model)(input_ids=ids, output_attentions=True)
     finally:
         config._attn_implementation = saved
     return [a[0].to(torch.float64).cpu() for a in out.attentions], [tuple(o) for o in enc["offset_mapping"]]
