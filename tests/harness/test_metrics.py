@@ -153,12 +153,12 @@ def test_matches_pytrec_eval_on_random_runs() -> None:
     measures = {"ndcg_cut.10", "ndcg_cut.5", "ndcg", "recall.20", "P.5", "map", "map_cut.10", "recip_rank"}
     ref = pytrec_eval.RelevanceEvaluator(qrels, measures).evaluate(run)
     keys = dict(zip(names, ["ndcg_cut_10", "ndcg_cut_5", "ndcg", "recall_20", "P_5", "map", "map_cut_10", "recip_rank"]))
-    for qid in qrels:
+    for qid, labels in qrels.items():
         for name, key in keys.items():
             assert ours.per_query[qid][name] == pytest.approx(ref[qid][key], abs=1e-12), (qid, name)
         # MRR@5 by its definition: reciprocal rank of the first relevant doc within the top 5.
         top5 = sorted(run[qid], key=lambda d: -run[qid][d])[:5]
-        first = next((i + 1 for i, d in enumerate(top5) if qrels[qid].get(d, 0) >= 1), None)
+        first = next((i + 1 for i, d in enumerate(top5) if labels.get(d, 0) >= 1), None)
         assert ours.per_query[qid]["MRR@5"] == (1 / first if first else 0.0)
         assert ours.per_query[qid]["R_frac@20"] == pytest.approx(ref[qid]["recall_20"])
     for name in names:

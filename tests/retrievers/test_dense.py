@@ -83,7 +83,7 @@ def test_score_matches_search_and_uses_titles(dense: DenseRetriever) -> None:
     run = dense.search({d.id: d for d in docs}, [query], k=3)
     assert scores == pytest.approx(run["q"], abs=1e-5)
     assert scores["b"] < min(scores["a"], scores["c"])
-    untitled = list(dense.score([Instance(query, [Document("a", "flutter of aircraft wings")])]))[0]
+    untitled = next(iter(dense.score([Instance(query, [Document("a", "flutter of aircraft wings")])])))
     assert untitled["a"] != pytest.approx(scores["a"], abs=1e-4)  # the title is embedded
     assert list(dense.score([Instance(query, [])])) == [{}]
 
@@ -96,8 +96,8 @@ def test_prefixes_from_recipe_and_overrides(dense: DenseRetriever) -> None:
     prefixed = DenseRetriever(device="cpu", max_seq_length=128, query_prefix="query: ", show_progress=False)
     plain._model = prefixed._model = dense.load()  # share the loaded weights
     doc = [Document("d", "wind tunnel tests")]
-    a = list(plain.score([Instance(Query("q", "tunnel"), doc)]))[0]["d"]
-    b = list(prefixed.score([Instance(Query("q", "tunnel"), doc)]))[0]["d"]
+    a = next(iter(plain.score([Instance(Query("q", "tunnel"), doc)])))["d"]
+    b = next(iter(prefixed.score([Instance(Query("q", "tunnel"), doc)])))["d"]
     expected = float(plain.encode(["query: tunnel"], progress=False)[0] @ plain.encode(["wind tunnel tests"], progress=False)[0])
     assert a != pytest.approx(b, abs=1e-4) and b == pytest.approx(expected, abs=1e-5)
     assert prefixed.meta["params"]["query_prefix"] == "query: "
