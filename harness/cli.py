@@ -53,7 +53,7 @@ def _configure_logging(verbosity: int) -> None:
     level = {0: logging.ERROR, 1: logging.WARNING, 2: logging.INFO, 3: logging.DEBUG}[verbosity]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     if verbosity < 3:
-        for noisy in ("httpx", "urllib3", "filelock", "huggingface_hub", "datasets", "transformers", "sentence_transformers"):
+        for noisy in ("bm25s", "httpx", "urllib3", "filelock", "huggingface_hub", "datasets", "transformers", "sentence_transformers"):
             logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
@@ -71,6 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `harness list | head`
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("interrupted: finished queries are kept; run the same command again to resume", file=sys.stderr)
         return 130
