@@ -190,12 +190,25 @@ def score_with_resume(
     return {inst.query.id: resume.done[inst.query.id]["scores"] for inst in instances}
 
 
+def _silence_library_progress() -> None:
+    """Switch off the progress bars of transformers / huggingface_hub / datasets too."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        pass
+
+
 def execute(config: RunConfig) -> tuple[dict[str, Any], Path]:
     """Run ``config``; return the result dictionary and the path it was written to."""
     from harness.first_stage import cached_search
     from harness.metrics import evaluate
 
     started = time.time()
+    if not config.show_progress or os.environ.get("DISABLE_TQDM") == "1":
+        _silence_library_progress()
     if config.output:
         check_writable(config.output)
     if config.save_run:
