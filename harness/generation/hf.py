@@ -1,0 +1,118 @@
+"""``hf:MODEL``: transformers generation on CPU or GPU, batched, greedy by default.
+
+``MODEL`` is anything :func:`harness.models.load_causal_lm` resolves: a Hugging Face id, a local
+folder, a GGUF file or an offline alias (``smollm2-135m``, ``qwen2.5-0.5b``).
+
+- The chat template of the model is applied (:func:`harness.generation.base.render_chat`).
+- Prompts are sorted by length and generated ``batch_size`` at a time with left padding, so a
+  batch wastes little compute on padding; results come back in the caller's order.
+- Stop tokens are the model's: ``generation_config.eos_token_id`` (an id or a list) plus the
+  tokenizer's ``eos_token_id``. Nothing is hard-coded.
+- ``temperature=0`` is pure greedy decoding: the model's own sampling defaults (top-k, top-p,
+  repetition penalty in its ``generation_config``) are deliberately not applied, so the output
+  is the argmax path, as vLLM gives with ``SamplingParams(temperature=0)``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from harness.errors import HarnessError
+from harness.generation.base import Generation, Generator, Messages, encode, progress, render_chat
+
+log = logging.getLogger(__name__)
+
+
+def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
+    """The model's end-of-turn ids: generation_config.eos_token_id (int or list) and the tokenizer's eos."""
+    ids: list[int] = []
+    config = getattr(model, "generation_config", None)
+    eos = getattr(config, "eos_token_id", None) if config is not None else None
+    for value in (eos if isinstance(eos, (list, tuple)) else [eos]) + [getattr(tokenizer, "eos_token_id", None)]:
+        if value is not None and int(value) not in ids:
+            ids.append(int(value))
+    return ids
+
+
+class HFGenerator(Generator):
+    """Generation with a transformers causal LM.
+
+    Options: ``dtype`` and ``device`` (passed to :func:`harness.models.load_causal_lm`),
+    ``batch_size`` (default 8), ``truncate``, ``cache``, ``context_window`` (override the
+    model's own limit, e.g. to stay inside memory).
+    """
+
+    backend = "hf"
+
+    def __init__(self, spec: str, model: str, *, dtype: Any = None, device: str | None = None, batch_size: int = 8,
+                 truncate: str | None = None, cache: bool = True, context_window: int | None = None,
+                 _loaded: tuple[Any, Any, Any] | None = None) -> None:
+        if int(batch_size) < 1:
+            raise HarnessError(f"generator option batch_size must be >= 1, got {batch_size}")
+        if _loaded is None:
+            from harness.models import load_causal_lm
+
+            _loaded = load_causal_lm(model, dtype=dtype, device=device)
+        self.lm, tokenizer, self.info = _loaded
+        super().__init__(spec, model, truncate=truncate, cache=cache, revision=getattr(self.info, "revision", None))
+        self.tokenizer = tokenizer
+        self.batch_size = int(batch_size)
+        self._window_override = int(context_window) if context_window is not None else None
+        self.stop_ids = stop_token_ids(self.lm, tokenizer)
+        if not self.stop_ids:
+            raise HarnessError(f"{spec}: the model declares no end-of-sequence token; cannot know where answers stop")
+        pad = getattr(tokenizer, "pad_token_id", None)
+        self.pad_id = int(pad) if pad is not None else self.stop_ids[0]
+
+    @classmethod
+    def from_loaded(cls, spec: str, model: Any, tokenizer: Any, info: Any = None, **options: Any) -> "HFGenerator":
+        """Wrap an already-loaded model and tokenizer (shares the weights; used by the server and tests)."""
+        return cls(spec, spec.partition(":")[2] or spec, _loaded=(model, tokenizer, info), **options)
+
+    def context_window(self) -> int | None:
+        if self._window_override is not None:
+            return self._window_override
+        for value in (getattr(self.info, "max_context", None), getattr(self.info, "context_window", None),
+                      getattr(getattr(self.lm, "config", None), "max_position_embeddings", None)):
+            if value:
+                return int(value)
+        return None
+
+    def _generate_many(self, prompts: list[Messages], *, max_tokens: int, temperature: float,
+                       show_progress: bool) -> Iterator[tuple[int, Generation]]:
+        import torch
+        from transformers import GenerationConfig
+
+        token_lists = [encode(self.tokenizer, render_chat(self.tokenizer, p)) for p in prompts]
+        order = sorted(range(len(prompts)), key=lambda i: (-len(token_lists[i]), i))
+        batches = [order[s:s + self.batch_size] for s in range(0, len(order), self.batch_size)]
+        config = GenerationConfig(
+            max_new_tokens=int(max_tokens),
+            do_sample=temperature > 0,
+            temperature=float(temperature) if temperature > 0 else None,
+            top_p=1.0 if temperature > 0 else None,
+            top_k=None,
+            eos_token_id=list(self.stop_ids),
+            pad_token_id=self.pad_id,
+        )
+        device = next(self.lm.parameters()).device
+        for batch in progress(batches, total=len(batches), desc=f"generate {self.model}", show=show_progress):
+            width = max(len(token_lists[i]) for i in batch)
+            input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+            attention = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, i in enumerate(batch):  # left padding: the prompts end where generation starts
+                ids = token_lists[i]
+                input_ids[row, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
+                attention[row, width - len(ids):] = 1
+            with torch.inference_mode():
+                out = self.lm.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
+                                       generation_config=config)
+            new = out[:, width:].tolist()
+            for row, i in enumerate(batch):
+                ids = new[row]
+                stop_at = next((k for k, t in enumerate(ids) if t in self.stop_ids), None)
+                finish = "stop" if stop_at is not None else "length"
+                ids = ids[:stop_at] if stop_at is not None else ids
+                yield i, Generation(text=self.tokenizer.decode(ids, skip_special_tokens=True), finish_reason=finish)
