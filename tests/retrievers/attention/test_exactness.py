@@ -91,6 +91,17 @@ def test_batching_and_prefix_reuse_leave_scores_unchanged():
     assert torch.allclose(together, reversed_batch, rtol=1e-6, atol=1e-12)
 
 
+@pytest.mark.parametrize("arch", ["llama", "mistral"])  # mistral: the sliding window crosses chunk borders
+def test_chunked_prefill_leaves_scores_unchanged(arch):
+    model = tiny_model(arch, dtype=torch.float64)
+    template = detect_template(model.config, tokenizer())
+    one_pass = AttentionEngine(model, tokenizer(), template, SUBSET, prefill_chunk=0).doc_scores(DOCS, QUERIES)
+    chunked = AttentionEngine(model, tokenizer(), template, SUBSET, prefill_chunk=37).doc_scores(DOCS, QUERIES)
+    assert torch.allclose(one_pass, chunked, rtol=1e-9, atol=1e-15)
+    ref = _reference(model, template, SUBSET)
+    assert bool(((chunked - ref).abs() <= 1e-4 * ref.abs()).all())  # eager softmax runs in fp32 even for fp64
+
+
 def test_key_chunking_leaves_scores_unchanged():
     model = tiny_model("llama", dtype=torch.float64)  # float64: the two summation orders agree to ~1e-12
     template = detect_template(model.config, tokenizer())
