@@ -106,13 +106,14 @@ class Generator(ABC):
     """A text generator behind one interface; build one with :func:`harness.generation.make_generator`.
 
     Subclasses set ``backend``, ``model`` and ``revision``, and optionally ``tokenizer`` (an HF
-    tokenizer: enables :meth:`count_tokens` and truncation).
+    tokenizer: enables :meth:`count_tokens` and truncation). ``cache`` is True (the shared cache
+    under ``cache_dir("generations")``), False, or the path of a cache file of its own.
     """
 
     backend: ClassVar[str]
 
-    def __init__(self, spec: str, model: str, *, truncate: str | None = None, cache: bool = True,
-                 revision: str | None = None) -> None:
+    def __init__(self, spec: str, model: str, *, truncate: str | None = None,
+                 cache: bool | str | os.PathLike[str] = True, revision: str | None = None) -> None:
         if truncate not in (None, *TRUNCATE_MODES):
             raise HarnessError(f"generator option truncate={truncate!r}: expected one of {', '.join(TRUNCATE_MODES)} or None")
         self.spec = spec
@@ -120,7 +121,12 @@ class Generator(ABC):
         self.revision = revision
         self.truncate = truncate
         self.tokenizer: Any = None
-        self._cache = GenerationCache() if cache else None
+        if cache is True:
+            self._cache: GenerationCache | None = GenerationCache()
+        elif cache is False or cache is None:
+            self._cache = None
+        else:  # a path: a cache file of its own (benchmarks, experiments)
+            self._cache = GenerationCache(cache)
         self._last_sampling: dict[str, Any] = self.sampling(256, 0.0)
         self._warned_uncounted = False
 

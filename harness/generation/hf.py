@@ -47,7 +47,7 @@ class HFGenerator(Generator):
     backend = "hf"
 
     def __init__(self, spec: str, model: str, *, dtype: Any = None, device: str | None = None, batch_size: int = 8,
-                 truncate: str | None = None, cache: bool = True, context_window: int | None = None,
+                 truncate: str | None = None, cache: Any = True, context_window: int | None = None,
                  _loaded: tuple[Any, Any, Any] | None = None) -> None:
         if int(batch_size) < 1:
             raise HarnessError(f"generator option batch_size must be >= 1, got {batch_size}")

@@ -67,7 +67,7 @@ class OpenAIGenerator(Generator):
     def __init__(self, spec: str, model: str, *, url: str, timeout: float = 120.0, retries: int = 3,
                  backoff: float = 1.0, concurrency: int = 4, api_key: str | None = None,
                  tokenizer: str | None = None, context_window: int | None = None, revision: str | None = None,
-                 truncate: str | None = None, cache: bool = True) -> None:
+                 truncate: str | None = None, cache: Any = True) -> None:
         super().__init__(spec, model, truncate=truncate, cache=cache, revision=revision)
         if not url.startswith(("http://", "https://")):
             raise HarnessError(f"generator {spec!r}: the URL must start with http:// or https://")

@@ -29,7 +29,7 @@ class VLLMGenerator(Generator):
     def __init__(self, spec: str, model: str, *, tensor_parallel_size: int = 1, max_model_len: int | None = None,
                  dtype: str = "auto", gpu_memory_utilization: float = 0.9, revision: str | None = None,
                  seed: int = 0, distributed_executor_backend: str | None = None, truncate: str | None = None,
-                 cache: bool = True) -> None:
+                 cache: Any = True) -> None:
         try:
             from vllm import LLM
         except ImportError:
