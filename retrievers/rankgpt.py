@@ -151,6 +151,10 @@ def sliding_windows(n: int, window: int, stride: int) -> list[tuple[int, int]]:
     return windows
 
 
+def _rate(count: int, windows: int) -> float:
+    return count / windows if windows else 0.0
+
+
 class RankGPTRetriever(Retriever):
     """Listwise LLM re-ranker (see the module docstring).
 
@@ -271,10 +275,9 @@ class RankGPTRetriever(Retriever):
         for q, inst in enumerate(instances):
             c = counts[q]
             windows = len(plans[q])
-            rate = (lambda k: (c[k] / windows) if windows else 0.0)
             self.last_stats[inst.query.id] = {
-                "parse_failure_rate": ((c["partial"] + c["none"]) / windows) if windows else 0.0,
-                "parse_none_rate": rate("none"), "parse_partial_rate": rate("partial"),
+                "parse_failure_rate": _rate(c["partial"] + c["none"], windows),
+                "parse_none_rate": _rate(c["none"], windows), "parse_partial_rate": _rate(c["partial"], windows),
                 "parse_missing_ids": float(c["missing"]), "parse_invalid_ids": float(c["invalid"]),
                 "rankgpt_windows": float(windows), "generation_failures": float(c["failed"]),
             }

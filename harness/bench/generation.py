@@ -151,25 +151,25 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join([
         f"# Generation benchmark: hf:{result['model']} on {result['device']} ({result['dtype']})",
         "",
-        f"{result['prompts']} prompts, greedy, at most {result['max_tokens']} new tokens "
-        f"({result['generated_tokens']} generated); best of {result['repeats']} rounds.",
+        (f"{result['prompts']} prompts, greedy, at most {result['max_tokens']} new tokens "
+         f"({result['generated_tokens']} generated); best of {result['repeats']} rounds."),
         "",
         "| mode | seconds | prompts/s | tokens/s |",
         "|---|---|---|---|",
         f"| batched (batch {result['batch_size']}) | {b['batched']:.2f} | {pps['batched']:.2f} | {tps['batched']:.1f} |",
         f"| one-by-one | {b['one_by_one']:.2f} | {pps['one_by_one']:.2f} | {tps['one_by_one']:.1f} |",
         "",
-        f"Batching speed-up: **{result['speedup_batched']}x**; identical answers: "
-        f"{result['identical_answers']}/{result['prompts']}.",
+        (f"Batching speed-up: **{result['speedup_batched']}x**; identical answers: "
+         f"{result['identical_answers']}/{result['prompts']}."),
         "",
-        f"Cache: first pass {c['cold_seconds']:.2f} s, second pass over the same prompts {c['warm_seconds'] * 1000:.1f} ms "
-        f"with {c['hits']}/{c['prompts']} cache hits ({c['speedup']}x).",
+        (f"Cache: first pass {c['cold_seconds']:.2f} s, second pass over the same prompts "
+         f"{c['warm_seconds'] * 1000:.1f} ms with {c['hits']}/{c['prompts']} cache hits ({c['speedup']}x)."),
         "",
-        f"Machine: {m['cpu']}, {m['cores']} cores ({m['torch_threads']} torch threads)"
-        + (f", GPU {m['gpu']}" if m.get("gpu") else "")
-        + f"; torch {m['torch']}, transformers {m['transformers']}, Python {m['python']}; "
-        f"load average {m['load_average_1m_at_start']} at start, {m['load_average_1m_at_end']} at end "
-        "(the machine may be shared).",
+        (f"Machine: {m['cpu']}, {m['cores']} cores ({m['torch_threads']} torch threads)"
+         + (f", GPU {m['gpu']}" if m.get("gpu") else "")
+         + f"; torch {m['torch']}, transformers {m['transformers']}, Python {m['python']}; "
+         f"load average {m['load_average_1m_at_start']} at start, {m['load_average_1m_at_end']} at end "
+         "(the machine may be shared)."),
         "",
     ])
 

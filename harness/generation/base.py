@@ -87,13 +87,13 @@ def render_chat(tokenizer: Any, messages: Messages) -> str:
         return "\n\n".join(m["content"] for m in messages)
     try:
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    except Exception as exc:  # jinja TemplateError: e.g. "System role not supported"
+    except Exception as exc:  # noqa: BLE001 - jinja TemplateError or a template's raise_exception
         if messages[0]["role"] != "system" or len(messages) < 2:
             raise HarnessError(f"the chat template of this model rejects the messages: {exc}") from None
         merged = [{"role": messages[1]["role"], "content": messages[0]["content"] + "\n\n" + messages[1]["content"]}]
         try:
             return tokenizer.apply_chat_template(merged + messages[2:], tokenize=False, add_generation_prompt=True)
-        except Exception as exc2:
+        except Exception as exc2:  # noqa: BLE001 - as above
             raise HarnessError(f"the chat template of this model rejects the messages: {exc2}") from None
 
 

@@ -67,7 +67,7 @@ class HFGenerator(Generator):
         self.pad_id = int(pad) if pad is not None else self.stop_ids[0]
 
     @classmethod
-    def from_loaded(cls, spec: str, model: Any, tokenizer: Any, info: Any = None, **options: Any) -> "HFGenerator":
+    def from_loaded(cls, spec: str, model: Any, tokenizer: Any, info: Any = None, **options: Any) -> HFGenerator:
         """Wrap an already-loaded model and tokenizer (shares the weights; used by the server and tests)."""
         return cls(spec, spec.partition(":")[2] or spec, _loaded=(model, tokenizer, info), **options)
 

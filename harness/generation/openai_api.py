@@ -102,7 +102,7 @@ class OpenAIGenerator(Generator):
             if exc.code in (408, 409, 425, 429) or exc.code >= 500:
                 raise _Retryable(message) from None
             raise _Fatal(message) from None
-        except (TimeoutError, socket.timeout) as exc:
+        except TimeoutError as exc:
             raise _Retryable(f"timed out after {self.timeout:g} s ({exc})") from None
         except (urllib.error.URLError, ConnectionError, OSError) as exc:
             reason = getattr(exc, "reason", exc)

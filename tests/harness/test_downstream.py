@@ -78,7 +78,7 @@ def test_failed_generations_are_scored_empty_and_counted(hotpot):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     dead = make_generator(f"openai:http://127.0.0.1:{port}/v1#nobody", retries=0, timeout=2, cache=False)
-    agg, per_query, info = generate_and_score(task, instances, {}, dead, top_k=3, full_context=True,
+    agg, _, info = generate_and_score(task, instances, {}, dead, top_k=3, full_context=True,
                                               judge=None, show_progress=False)
     assert info["generation_failures"] == 2 and info["failed_query_ids"] == [i.query.id for i in instances]
     assert agg == {"EM": 0.0, "F1": 0.0}

@@ -93,10 +93,10 @@ class _BadHandler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (the "hang" mode)
             pass
 
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         self._reply(404, b"{}")
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         mode = self.path.split("/")[1]
         self.server.hits[mode] += 1
