@@ -34,7 +34,7 @@ Per-query statistics
     records as per-query metrics: ``parse_failure_rate`` (share of windows that were not a
     complete permutation), ``parse_none_rate``, ``parse_partial_rate``, ``parse_missing_ids`` and
     ``parse_invalid_ids`` (ids filled in / dropped, summed over windows), ``rankgpt_windows`` and
-    ``generation_failures`` (windows whose generation failed and kept the input order).
+    ``rankgpt_generation_failures`` (windows whose generation failed and kept the input order).
 """
 
 from __future__ import annotations
@@ -279,7 +279,7 @@ class RankGPTRetriever(Retriever):
                 "parse_failure_rate": _rate(c["partial"] + c["none"], windows),
                 "parse_none_rate": _rate(c["none"], windows), "parse_partial_rate": _rate(c["partial"], windows),
                 "parse_missing_ids": float(c["missing"]), "parse_invalid_ids": float(c["invalid"]),
-                "rankgpt_windows": float(windows), "generation_failures": float(c["failed"]),
+                "rankgpt_windows": float(windows), "rankgpt_generation_failures": float(c["failed"]),
             }
             self.last_outputs[inst.query.id] = outputs[q]
             if c["partial"] or c["none"]:

@@ -16,6 +16,8 @@ folder, a GGUF file or an offline alias (``smollm2-135m``, ``qwen2.5-0.5b``).
 from __future__ import annotations
 
 import logging
+import threading
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +25,31 @@ from harness.errors import HarnessError
 from harness.generation.base import Generation, Generator, Messages, encode, progress, render_chat
 
 log = logging.getLogger(__name__)
+
+
+_LOADED: dict[tuple[str, str, str], tuple[weakref.ref[Any], Any, Any]] = {}
+_LOAD_LOCK = threading.Lock()
+
+
+def load_shared(model: str, dtype: Any = None, device: str | None = None) -> tuple[Any, Any, Any]:
+    """:func:`harness.models.load_causal_lm`, sharing weights already loaded in this process.
+
+    A RankGPT retriever and the generation stage of the same run (the paper's setting: the same
+    LM ranks and answers) then hold one copy of the model. Entries are weak: a model nobody
+    uses any more is freed as usual.
+    """
+    from harness.models import load_causal_lm
+
+    key = (model, str(dtype), str(device))
+    with _LOAD_LOCK:
+        entry = _LOADED.get(key)
+        lm = entry[0]() if entry is not None else None
+        if lm is not None and entry is not None:
+            log.debug("reusing the loaded weights of %s", model)
+            return lm, entry[1], entry[2]
+        lm, tokenizer, info = load_causal_lm(model, dtype=dtype, device=device)
+        _LOADED[key] = (weakref.ref(lm), tokenizer, info)
+        return lm, tokenizer, info
 
 
 def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
@@ -39,7 +66,8 @@ def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
 class HFGenerator(Generator):
     """Generation with a transformers causal LM.
 
-    Options: ``dtype`` and ``device`` (passed to :func:`harness.models.load_causal_lm`),
+    Options: ``dtype`` and ``device`` (passed to :func:`harness.models.load_causal_lm`; a model
+    already loaded in this process with the same options is shared, see :func:`load_shared`),
     ``batch_size`` (default 8), ``truncate``, ``cache``, ``context_window`` (override the
     model's own limit, e.g. to stay inside memory).
     """
@@ -52,9 +80,7 @@ class HFGenerator(Generator):
         if int(batch_size) < 1:
             raise HarnessError(f"generator option batch_size must be >= 1, got {batch_size}")
         if _loaded is None:
-            from harness.models import load_causal_lm
-
-            _loaded = load_causal_lm(model, dtype=dtype, device=device)
+            _loaded = load_shared(model, dtype=dtype, device=device)
         self.lm, tokenizer, self.info = _loaded
         super().__init__(spec, model, truncate=truncate, cache=cache, revision=getattr(self.info, "revision", None))
         self.tokenizer = tokenizer

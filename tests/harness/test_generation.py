@@ -130,3 +130,10 @@ def test_context_window_error_or_requested_truncation(smollm):
     # and generation runs on the truncated prompt
     out = left.generate([messages], max_tokens=8, show_progress=False)[0]
     assert out.error is None and out.text
+
+
+@pytest.mark.slow
+def test_generators_of_one_process_share_the_loaded_weights():
+    a = make_generator("hf:smollm2-135m", device="cpu", cache=False)
+    b = make_generator("hf:smollm2-135m", device="cpu", batch_size=2, cache=False)
+    assert a.lm is b.lm and a.tokenizer is b.tokenizer

@@ -132,7 +132,7 @@ def test_partial_answers_are_counted_and_depth_is_respected():
     assert ranked == ["d05", "d04", "d03", "d02", "d00", "d01", "d06", "d07"]
     assert ranker.last_stats["qa"] == {"parse_failure_rate": 1.0, "parse_none_rate": 0.0, "parse_partial_rate": 1.0,
                                        "parse_missing_ids": 2.0, "parse_invalid_ids": 0.0, "rankgpt_windows": 1.0,
-                                       "generation_failures": 0.0}
+                                       "rankgpt_generation_failures": 0.0}
     assert out[1] == {"d00": -1.0} and ranker.last_stats["qb"]["rankgpt_windows"] == 0.0
 
 
@@ -160,3 +160,20 @@ def test_real_smollm2_reranks_and_reports_parse_statistics():
         assert sorted(scores, key=lambda d: -scores[d]) == [inst.candidates[i].id for i in parsed.order]
         assert stats["parse_failure_rate"] == (0.0 if parsed.status == "full" else 1.0)
     assert ranker.meta["model"] == "smollm2-135m" and ranker.meta["params"]["mode"] == "window"
+
+
+def test_failed_generations_keep_the_input_order_and_are_counted():
+    import socket
+
+    from harness.generation import make_generator
+
+    with socket.socket() as s:  # a port with nobody listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dead = make_generator(f"openai:http://127.0.0.1:{port}/v1#nobody", retries=0, timeout=2, cache=False)
+    ranker = RankGPTRetriever(generator=dead, window=3, stride=2)
+    scores = next(ranker.score([_instance("q", [1, 2, 3, 4])]))
+    assert sorted(scores, key=lambda d: -scores[d]) == ["d00", "d01", "d02", "d03"]
+    stats = ranker.last_stats["q"]
+    assert stats["rankgpt_windows"] == 2.0 and stats["rankgpt_generation_failures"] == 2.0
+    assert stats["parse_none_rate"] == 1.0 and stats["parse_failure_rate"] == 1.0
