@@ -51,6 +51,9 @@ class CaptureSession:
     capture: bool = False
     per_head: bool = False
     budget: int = 1 << 24
+    #: the model's mask is plain causal (no sliding window, no padding): continued prefix chunks
+    #: may use SDPA's lower-right causal kernels instead of a materialised (chunk x keys) mask
+    plain_causal: bool = False
     results: dict[int, torch.Tensor] = field(default_factory=dict)
     seen_layers: set[int] = field(default_factory=set)
     _index_cache: dict[tuple[int, str], torch.Tensor] = field(default_factory=dict)
@@ -176,7 +179,25 @@ def capture_attention_forward(
         session.results[layer] = rows if session.per_head else rows.sum(dim=0)
     if layer >= session.stop_after:
         raise StopForward
+    q_len, kv_len = query.shape[2], key.shape[2]
+    if session.plain_causal and not session.capture and 1 < q_len < kv_len:
+        return _lower_right_causal(module, query, key, value, scaling), None
     return _sdpa()(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs)
+
+
+def _lower_right_causal(
+    module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scaling: float | None
+) -> torch.Tensor:
+    """Causal attention of a continued chunk on its cached past, without building a mask."""
+    from torch.nn.attention.bias import causal_lower_right
+
+    rep = query.shape[1] // key.shape[1]
+    if rep > 1:
+        key = key.repeat_interleave(rep, dim=1)
+        value = value.repeat_interleave(rep, dim=1)
+    bias = causal_lower_right(query.shape[2], key.shape[2])
+    out = torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=bias, scale=scaling)
+    return out.transpose(1, 2).contiguous()
 
 
 _registered = False

@@ -78,6 +78,34 @@ def masked_doc_sums(s: torch.Tensor, segments: DocSegments) -> torch.Tensor:
     return zeros.index_add(1, seg, torch.where(keep, x, torch.zeros_like(x)))
 
 
+class _TokenChunked(torch.nn.Module):
+    """Applies a token-wise module to ``chunk`` positions at a time (bounds MLP activations)."""
+
+    def __init__(self, inner: torch.nn.Module, chunk: int) -> None:
+        super().__init__()
+        self.inner = inner
+        self.chunk = chunk
+
+    def forward(self, hidden: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        if hidden.dim() != 3 or hidden.shape[1] <= self.chunk:
+            return self.inner(hidden, *args, **kwargs)
+        parts = [self.inner(piece, *args, **kwargs) for piece in hidden.split(self.chunk, dim=1)]
+        if isinstance(parts[0], torch.Tensor):
+            return torch.cat(parts, dim=1)
+        return type(parts[0])(torch.cat(items, dim=1) if isinstance(items[0], torch.Tensor) else items[0] for items in zip(*parts))
+
+
+def _plain_causal(config: Any) -> bool:
+    """True when every layer's mask is the plain causal mask (no sliding or chunked windows)."""
+    layer_types = getattr(config, "layer_types", None)
+    if layer_types and any(t != "full_attention" for t in layer_types):
+        return False
+    window = getattr(config, "sliding_window", None)
+    if window and getattr(config, "use_sliding_window", True):
+        return False
+    return not getattr(config, "attention_chunk_size", None)
+
+
 # --------------------------------------------------------------------------- HIGH LEVEL: the engine
 
 
@@ -109,10 +137,12 @@ class AttentionEngine:
             ``max_position_embeddings``).
         budget: the largest number of attention logits materialised at once.
         prefill_chunk: run the shared prefix in chunks of this many tokens through the cache
-            (``0``: one pass). ``None`` (auto) chunks by 16384 tokens only for prefixes longer than
-            32768, where the MLP activations of one pass would cost more memory than the KV
-            cache (8B model at 128K tokens: about 10 GB); shorter prefixes keep SDPA's fastest
-            causal kernel.
+            (``None``/``0``: one pass, SDPA's fastest causal kernel; chunks use lower-right causal
+            attention on the cached past and are slower on GPU).
+        mlp_chunk: during the prefix pass, apply each layer's MLP to this many tokens at a time
+            (MLPs are token-wise, so this is exact). ``None`` (auto): 16384 for prefixes longer
+            than 32768 tokens, where one pass of MLP activations would cost about as much memory
+            as the KV cache (8B model at 128K tokens: about 10 GB); ``0``: never.
     """
 
     def __init__(
@@ -126,6 +156,7 @@ class AttentionEngine:
         max_context: int | None = None,
         budget: int = 1 << 24,
         prefill_chunk: int | None = None,
+        mlp_chunk: int | None = None,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -133,6 +164,7 @@ class AttentionEngine:
         self.null_query = null_query
         self.budget = budget
         self.prefill_chunk = prefill_chunk
+        self.mlp_chunk = mlp_chunk
         config = model.config
         self.shape = ModelShape.from_config(config)
         self.model_type = self.shape.model_type or type(model).__name__
@@ -154,6 +186,7 @@ class AttentionEngine:
         self.stop_after = max(self.heads_by_layer)
         text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
         self.max_context = max_context or getattr(text_config, "max_position_embeddings", None)
+        self.plain_causal = _plain_causal(text_config)
         self.base = getattr(model, "base_model", model)
         params = inspect.signature(self.base.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
@@ -234,6 +267,7 @@ class AttentionEngine:
             capture=capture_on,
             per_head=per_head,
             budget=self.budget,
+            plain_causal=self.plain_causal,
         )
 
     def attention_rows(self, enc: EncodedContext, *, per_head: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -244,10 +278,12 @@ class AttentionEngine:
         p = enc.prefix_len
         with torch.inference_mode(), self._attention_impl():
             cache = self._new_cache()
-            chunk = self._chunk_size(p)
-            for start in range(0, p, chunk):
-                session = self._session(capture_on=False, keep_keys=p, per_head=per_head)
-                self._forward(enc.prefix_ids[start : start + chunk], cache, session)
+            chunk = self.prefill_chunk if self.prefill_chunk else max(1, p)
+            mlp_chunk = self.mlp_chunk if self.mlp_chunk is not None else (16384 if p > 32768 else 0)
+            with self._chunked_mlps(mlp_chunk):
+                for start in range(0, p, chunk):
+                    session = self._session(capture_on=False, keep_keys=p, per_head=per_head)
+                    self._forward(enc.prefix_ids[start : start + chunk], cache, session)
             outs = []
             for suffix in [enc.null_suffix, *enc.query_suffixes]:
                 session = self._session(capture_on=True, keep_keys=p, per_head=per_head)
@@ -258,10 +294,23 @@ class AttentionEngine:
                     cache.crop(-grown)
         return outs[0], outs[1:]
 
-    def _chunk_size(self, prefix_len: int) -> int:
-        if self.prefill_chunk is None:
-            return 16384 if prefix_len > 32768 else max(1, prefix_len)
-        return self.prefill_chunk if self.prefill_chunk > 0 else max(1, prefix_len)
+    @contextmanager
+    def _chunked_mlps(self, chunk: int) -> Iterator[None]:
+        layers = getattr(self.base, "layers", None)
+        if chunk <= 0 or layers is None:
+            yield
+            return
+        swapped = []
+        try:
+            for layer in list(layers)[: self.stop_after + 1]:
+                mlp = getattr(layer, "mlp", None)
+                if isinstance(mlp, torch.nn.Module):
+                    layer.mlp = _TokenChunked(mlp, chunk)
+                    swapped.append((layer, mlp))
+            yield
+        finally:
+            for layer, mlp in swapped:
+                layer.mlp = mlp
 
     def _collect(self, session: capture.CaptureSession, per_head: bool) -> torch.Tensor:
         if per_head:

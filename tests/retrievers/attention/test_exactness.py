@@ -98,6 +98,9 @@ def test_chunked_prefill_leaves_scores_unchanged(arch):
     one_pass = AttentionEngine(model, tokenizer(), template, SUBSET, prefill_chunk=0).doc_scores(DOCS, QUERIES)
     chunked = AttentionEngine(model, tokenizer(), template, SUBSET, prefill_chunk=37).doc_scores(DOCS, QUERIES)
     assert torch.allclose(one_pass, chunked, rtol=1e-9, atol=1e-15)
+    mlp_chunked = AttentionEngine(model, tokenizer(), template, SUBSET, mlp_chunk=29).doc_scores(DOCS, QUERIES)
+    assert torch.allclose(one_pass, mlp_chunked, rtol=1e-9, atol=1e-15)
+    assert type(model.model.layers[0].mlp).__name__ != "_TokenChunked"  # restored
     ref = _reference(model, template, SUBSET)
     assert bool(((chunked - ref).abs() <= 1e-4 * ref.abs()).all())  # eager softmax runs in fp32 even for fp64
 
