@@ -170,12 +170,18 @@ def build(root: str | Path) -> tuple[str, str, list[dict[str, Any]]]:
     plot: list[dict[str, Any]] = []
     for family, tasks in families.items():
         md += [f"## {family}", ""]
-        if len(tasks) > 1:
-            md += _family_summary(family, tasks, by_task)
+        matrix = len(tasks) > 1
+        if matrix:
+            md += _family_summary(family, tasks, by_task, "measured")
+            md += _family_summary(family, tasks, by_task, "reported")
         for task in tasks:
             task_rows = by_task[task]
             measured = [r for r in task_rows if r.kind == "measured"]
             reported = [r for r in task_rows if r.kind == "reported"]
+            if matrix and not measured:
+                for r in reported:  # shown in the family's reported matrix
+                    csv_rows.append(_reported_csv(r, task))
+                continue
             metric_names = sorted({m for r in task_rows for m in r.result["metrics"] if "/" not in m})
             main = main_metric(family, {m: 0.0 for m in metric_names}) or ""
             marks = _significance(measured, main) if measured else {}
@@ -202,7 +208,9 @@ def build(root: str | Path) -> tuple[str, str, list[dict[str, Any]]]:
                     if main in r.result["metrics"]:
                         plot.append({"task": task, "label": r.label, "value": r.result["metrics"][main], "metric": main})
                 md.append("")
-            if reported:
+            if reported and matrix:
+                csv_rows.extend(_reported_csv(r, task) for r in reported)
+            elif reported:
                 md.append("Reported (not measured here):")
                 md.append("")
                 header = ["Retriever", *metric_names, "source"]
@@ -227,12 +235,21 @@ def build(root: str | Path) -> tuple[str, str, list[dict[str, Any]]]:
     return "\n".join(md).rstrip() + "\n", buffer.getvalue(), plot
 
 
-def _family_summary(family: str, tasks: list[str], by_task: dict[str, list[Row]]) -> list[str]:
+def _reported_csv(r: Row, task: str) -> dict[str, Any]:
+    return {"kind": "reported", "task": task, "retriever": r.label, "first_stage": "",
+            **dict(sorted(r.result["metrics"].items())), "significance": "", "file": str(r.path),
+            "source": r.result["source"]}
+
+
+def _family_summary(family: str, tasks: list[str], by_task: dict[str, list[Row]], kind: str) -> list[str]:
     table: dict[str, dict[str, float]] = defaultdict(dict)
+    sources: set[str] = set()
     for task in tasks:
         for r in by_task[task]:
-            if r.kind != "measured":
+            if r.kind != kind:
                 continue
+            if kind == "reported":
+                sources.add(r.result["source"].split(",")[0])
             main = main_metric(family, r.result["metrics"])
             if main:
                 table[r.label][task] = r.result["metrics"][main]
@@ -240,7 +257,8 @@ def _family_summary(family: str, tasks: list[str], by_task: dict[str, list[Row]]
         return []
     metric = MAIN_METRIC.get(family, "main metric")
     header = ["Retriever", *[t.split("/", 1)[-1] for t in tasks], "Avg"]
-    lines = [f"Summary ({metric}; Avg only over rows that cover every task):", "",
+    title = "Measured" if kind == "measured" else f"Reported by {', '.join(sorted(sources))} (not measured here)"
+    lines = [f"{title} — {metric}; Avg only over rows that cover every task:", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for label in sorted(table):
         values = [table[label].get(t) for t in tasks]
