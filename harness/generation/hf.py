@@ -11,6 +11,11 @@ folder, a GGUF file or an offline alias (``smollm2-135m``, ``qwen2.5-0.5b``).
 - ``temperature=0`` is pure greedy decoding: the model's own sampling defaults (top-k, top-p,
   repetition penalty in its ``generation_config``) are deliberately not applied, so the output
   is the argmax path, as vLLM gives with ``SamplingParams(temperature=0)``.
+- Batched and one-by-one greedy answers are identical in float32 (checked on CPU and on an H200:
+  16/16). In bfloat16 the padding and batch shape change rounding, so near-ties can flip and
+  answers diverge afterwards (2/16 identical on an H200 with random weights, where every step is
+  a near-tie). The cache key does not include the batch size: for bit-exact reruns use float32,
+  or ``batch_size=1``.
 """
 
 from __future__ import annotations
