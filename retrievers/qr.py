@@ -118,9 +118,7 @@ class QRRetriever(Retriever):
         from retrievers.attention.prompts import resolve_template
 
         shape = ModelShape.from_config(self._model.config)
-        alias = getattr(self._info, "alias", None) or (
-            self.model_spec if isinstance(self.model_spec, str) else None
-        )
+        alias = getattr(self._info, "alias", None) or (self.model_spec if isinstance(self.model_spec, str) else None)
         self._selection = resolve_heads(self.heads_spec, shape, alias=alias)
         template = resolve_template(self.template_name, self._model.config, self._tokenizer)
         self._engine_obj = AttentionEngine(

@@ -124,7 +124,9 @@ def detect_heads(
             if not docs:
                 used += 1
                 continue
-            heads = engine.score_heads(docs, [inst.query.text], query_ids=[inst.query.id], truncate_words=truncate_words)
+            heads = engine.score_heads(
+                docs, [inst.query.text], query_ids=[inst.query.id], truncate_words=truncate_words
+            )
             per_doc = heads[0].reshape(len(docs), n_l * n_h)  # [n_docs, L*H]
             rels = torch.tensor([float(relevant.get(d.id, 0)) for d in docs], dtype=torch.float64)
             if objective == "gold-mass":

@@ -92,7 +92,9 @@ class _TokenChunked(torch.nn.Module):
         parts = [self.inner(piece, *args, **kwargs) for piece in hidden.split(self.chunk, dim=1)]
         if isinstance(parts[0], torch.Tensor):
             return torch.cat(parts, dim=1)
-        return type(parts[0])(torch.cat(items, dim=1) if isinstance(items[0], torch.Tensor) else items[0] for items in zip(*parts))
+        return type(parts[0])(
+            torch.cat(items, dim=1) if isinstance(items[0], torch.Tensor) else items[0] for items in zip(*parts)
+        )
 
 
 def _plain_causal(config: Any) -> bool:
@@ -204,7 +206,9 @@ class AttentionEngine:
     ) -> EncodedContext:
         """Build, tokenise and split the prompts of ``queries`` over ``docs`` (null query included)."""
         ids = list(query_ids) if query_ids is not None else [str(i) for i in range(len(queries))]
-        null = tokenize_prompt(self.tokenizer, build_prompt(self.template, docs, self.null_query, truncate_words=truncate_words))
+        null = tokenize_prompt(
+            self.tokenizer, build_prompt(self.template, docs, self.null_query, truncate_words=truncate_words)
+        )
         self._check_length(len(null), ids[0] if ids else "(null query)")
         prefix = null.ids[: null.query_start]
         suffixes = []
@@ -401,9 +405,7 @@ class AttentionEngine:
             doc = int(segments.seg[bad.any(dim=0).nonzero()[0, 0]])
             raise self._non_finite(qi, doc, docs, query_ids)
 
-    def _non_finite(
-        self, qi: int, doc: int, docs: Sequence[Document], query_ids: Sequence[str] | None
-    ) -> HarnessError:
+    def _non_finite(self, qi: int, doc: int, docs: Sequence[Document], query_ids: Sequence[str] | None) -> HarnessError:
         qid = query_ids[qi] if query_ids is not None else str(qi)
         return HarnessError(
             f"query {qid}: non-finite attention score for document {docs[doc].id!r} "

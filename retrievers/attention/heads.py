@@ -32,8 +32,14 @@ Head = tuple[int, int]
 
 #: Verbatim from princeton-pli/QRHead @ 7a668e7 ``src/qrretriever/configs/`` (PROTOCOL.md §3).
 PAPER_HEAD_SETS: dict[tuple[str, str], str] = {
-    ("llama-3.1-8b", "nq"): "14-22,13-16,14-28,14-31,16-19,14-1,16-26,17-24,14-0,13-0,16-25,13-12,13-1,13-10,17-27,20-14",
-    ("llama-3.1-8b", "lme"): "13-18,13-21,8-11,14-13,17-29,13-1,13-13,14-29,14-31,13-8,16-1,17-21,13-3,10-31,13-4,14-22",
+    (
+        "llama-3.1-8b",
+        "nq",
+    ): "14-22,13-16,14-28,14-31,16-19,14-1,16-26,17-24,14-0,13-0,16-25,13-12,13-1,13-10,17-27,20-14",
+    (
+        "llama-3.1-8b",
+        "lme",
+    ): "13-18,13-21,8-11,14-13,17-29,13-1,13-13,14-29,14-31,13-8,16-1,17-21,13-3,10-31,13-4,14-22",
     ("llama-3.1-70b", "nq"): (
         "31-32,35-26,35-25,35-21,39-41,35-29,38-18,37-9,52-19,35-6,47-18,52-58,35-24,35-28,37-29,35-40,"
         "37-25,39-40,34-1,31-39,37-24,35-23,31-37,35-20,33-18,35-50,64-31,35-42,37-28,47-17,35-19,35-3"
@@ -43,9 +49,15 @@ PAPER_HEAD_SETS: dict[tuple[str, str], str] = {
         "28-45,39-43,17-61,14-21,33-18,36-52,35-47,71-6,27-21,29-55,35-23,38-48,35-28,39-41,35-21,38-55"
     ),
     ("llama-3.2-3b", "nq"): "13-16,12-12,13-23,13-21,15-18,12-3,21-20,12-1,13-2,13-1,12-6,12-11,13-0,15-22,18-19,18-11",
-    ("llama-3.2-3b", "lme"): "15-18,15-22,16-15,18-19,13-23,12-1,21-20,20-11,18-11,18-18,13-16,16-16,18-15,19-8,15-17,17-2",
+    (
+        "llama-3.2-3b",
+        "lme",
+    ): "15-18,15-22,16-15,18-19,13-23,12-1,21-20,20-11,18-11,18-18,13-16,16-16,18-15,19-8,15-17,17-2",
     ("llama-3.2-1b", "nq"): "8-21,8-14,7-22,6-31,8-28,10-26,10-0,5-5,8-3,6-30,8-0,7-26,7-25,7-23,11-4,8-20",
-    ("qwen2.5-7b", "nq"): "16-19,16-2,16-20,16-14,16-0,15-24,16-18,17-18,16-1,19-18,19-19,18-16,16-17,19-25,19-17,20-21",
+    (
+        "qwen2.5-7b",
+        "nq",
+    ): "16-19,16-2,16-20,16-14,16-0,15-24,16-18,17-18,16-1,19-18,19-19,18-16,16-17,19-25,19-17,20-21",
 }
 
 #: Paper model keys by shape: (model_type, layers, heads, kv heads, hidden size).
@@ -144,9 +156,7 @@ def validate_heads(heads: Sequence[Head], shape: ModelShape, *, where: str) -> N
     """Every head must exist in the model; duplicates are refused."""
     for layer, head in heads:
         if not (0 <= layer < shape.num_layers and 0 <= head < shape.num_heads):
-            raise HarnessError(
-                f"{where}: head {layer}-{head} is outside the model ({shape.describe()}, 0-indexed)"
-            )
+            raise HarnessError(f"{where}: head {layer}-{head} is outside the model ({shape.describe()}, 0-indexed)")
     seen: set[Head] = set()
     for h in heads:
         if h in seen:
@@ -205,7 +215,7 @@ def resolve_heads(spec: str | None, shape: ModelShape, *, alias: str | None = No
     if spec.endswith(".json") or os.path.sep in spec or os.path.isfile(spec):
         if not os.path.isfile(spec):
             raise HarnessError(f"--heads: head file {spec} not found")
-        heads, obj = load_head_file(spec)
+        heads, _ = load_head_file(spec)
         validate_heads(heads, shape, where=spec)
         name = f"file:{Path(spec).name}"
         return HeadSelection(name, tuple(heads), str(spec))

@@ -133,7 +133,7 @@ def chat_template_for(tokenizer: Any) -> PromptTemplate:
     messages = [{"role": "user", "content": _SENTINEL}]
     try:
         rendered = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    except Exception as exc:  # jinja errors of third-party templates come in many types
+    except Exception as exc:  # noqa: BLE001 -- jinja errors of third-party templates come in many types
         raise HarnessError(f"the tokenizer's chat template cannot be rendered: {exc}") from None
     if not isinstance(rendered, str) or rendered.count(_SENTINEL) != 1:
         raise HarnessError("the tokenizer's chat template does not place the user message verbatim exactly once")
@@ -223,7 +223,9 @@ def _overlap_slow(offsets: Sequence[tuple[int, int]], s: int, e: int) -> tuple[i
 def tokenize_prompt(tokenizer: Any, prompt: Prompt) -> TokenizedPrompt:
     """Tokenise ``prompt.text`` (no added special tokens) and map its spans to tokens."""
     if not getattr(tokenizer, "is_fast", False):
-        raise HarnessError(f"tokenizer {type(tokenizer).__name__} is not a fast tokenizer; offsets are needed for spans")
+        raise HarnessError(
+            f"tokenizer {type(tokenizer).__name__} is not a fast tokenizer; offsets are needed for spans"
+        )
     enc = tokenizer(prompt.text, add_special_tokens=False, return_offsets_mapping=True)
     ids = list(enc["input_ids"])
     offsets = [tuple(o) for o in enc["offset_mapping"]]

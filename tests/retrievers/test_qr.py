@@ -83,7 +83,9 @@ def test_empty_candidate_list_gives_empty_scores(llama):
 def test_too_long_prompt_is_refused_unless_truncated(llama):
     long_docs = [Document("l1", " ".join(["fox"] * 400)), Document("l2", "Paris is in France.")]
     qr = QRRetriever.from_loaded(llama, tokenizer(), heads=HEADS, max_context=200, show_progress=False)
-    with pytest.raises(HarnessError, match=r"query qlong: the prompt has \d+ tokens, more than the model's context of 200"):
+    with pytest.raises(
+        HarnessError, match=r"query qlong: the prompt has \d+ tokens, more than the model's context of 200"
+    ):
         list(qr.score([_instance("qlong", "fox?", docs=long_docs)]))
     short = QRRetriever.from_loaded(
         llama, tokenizer(), heads=HEADS, max_context=200, truncate_words=20, show_progress=False
@@ -100,7 +102,11 @@ def test_model_without_attention_interface_is_refused():
     import transformers as tf
 
     config = tf.GPTNeoConfig(
-        vocab_size=len(tokenizer()), hidden_size=32, num_layers=2, num_heads=4, attention_types=[[["global"], 2]],
+        vocab_size=len(tokenizer()),
+        hidden_size=32,
+        num_layers=2,
+        num_heads=4,
+        attention_types=[[["global"], 2]],
         max_position_embeddings=512,
     )
     model = tf.GPTNeoForCausalLM(config).eval()
@@ -109,7 +115,9 @@ def test_model_without_attention_interface_is_refused():
     # without the class flag (older transformers), the runtime check catches it
     model._supports_attention_backend = None
     qr = QRRetriever.from_loaded(model, tokenizer(), heads="full", template="plain", show_progress=False)
-    with pytest.raises(HarnessError, match=r"model type 'gpt_neo': attention of layer\(s\) \[0, 1\] did not go through"):
+    with pytest.raises(
+        HarnessError, match=r"model type 'gpt_neo': attention of layer\(s\) \[0, 1\] did not go through"
+    ):
         list(qr.score([_instance("q1", QUERIES[0])]))
 
 

@@ -10,7 +10,7 @@ import pytrec_eval
 import torch
 
 from harness.errors import HarnessError
-from harness.types import Document, Instance, Query
+from harness.types import Instance, Query
 from retrievers.attention.detection import detect_heads, ndcg_at_k
 from retrievers.attention.engine import AttentionEngine
 from retrievers.attention.heads import ModelShape, resolve_heads
@@ -48,7 +48,9 @@ def test_ndcg_objective_equals_pytrec_eval_per_head(setup):
 
 def test_gold_mass_objective_is_the_mean_gold_sum(setup, tmp_path):
     model, instances, per_head = setup
-    gold_instances = [Instance(i.query, i.candidates, gold={k: v for k, v in QRELS.get(i.query.id, {}).items()}) for i in instances]
+    gold_instances = [
+        Instance(i.query, i.candidates, gold={k: v for k, v in QRELS.get(i.query.id, {}).items()}) for i in instances
+    ]
     result = detect_heads(model, gold_instances, tokenizer=tokenizer(), objective="gold-mass", shuffle=False, top=3)
     assert result["n"] == 4  # queries without gold add 0 but count
     got = {label: score for label, score in result["heads"]}
@@ -72,7 +74,9 @@ def test_ndcg_ties_follow_trec_eval_docid_descending():
     # tie a/b: trec_eval puts b first, so a is at rank 2
     ours = float(ndcg_at_k(scores, rels, [1.0])[0])
     assert abs(ours - 1 / math.log2(3)) < 1e-12
-    trec = pytrec_eval.RelevanceEvaluator({"q": {"a": 1}}, {"ndcg_cut_10"}).evaluate({"q": {"a": 1.0, "b": 1.0, "c": 0.5}})
+    trec = pytrec_eval.RelevanceEvaluator({"q": {"a": 1}}, {"ndcg_cut_10"}).evaluate(
+        {"q": {"a": 1.0, "b": 1.0, "c": 0.5}}
+    )
     assert abs(ours - trec["q"]["ndcg_cut_10"]) < 1e-9
 
 

@@ -68,7 +68,9 @@ def test_heads_outside_the_model_are_refused_in_one_line():
 
 def test_head_file_uses_top_and_validates(tmp_path):
     path = tmp_path / "heads.json"
-    path.write_text(json.dumps({"model": "m", "objective": "ndcg", "top": 2, "heads": [["3-1", 0.9], ["2-0", 0.5], ["99-0", 0.1]]}))
+    path.write_text(
+        json.dumps({"model": "m", "objective": "ndcg", "top": 2, "heads": [["3-1", 0.9], ["2-0", 0.5], ["99-0", 0.1]]})
+    )
     sel = resolve_heads(str(path), SMOL)
     assert sel.heads == ((3, 1), (2, 0)) and sel.name == "file:heads.json"
     heads, obj = load_head_file(path)

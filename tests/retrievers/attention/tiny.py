@@ -45,7 +45,10 @@ def tokenizer():
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=420, special_tokens=SPECIAL, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+        vocab_size=420,
+        special_tokens=SPECIAL,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
     )
     tok.train_from_iterator(CORPUS * 3, trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", bos_token="<|begin_of_text|>")
@@ -54,19 +57,19 @@ def tokenizer():
 
 
 def _common(vocab: int) -> dict:
-    return dict(
-        vocab_size=vocab,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=3,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        initializer_range=0.25,
-        tie_word_embeddings=False,
-        bos_token_id=tokenizer().bos_token_id,
-        eos_token_id=tokenizer().eos_token_id,
-    )
+    return {
+        "vocab_size": vocab,
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 3,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 1024,
+        "initializer_range": 0.25,
+        "tie_word_embeddings": False,
+        "bos_token_id": tokenizer().bos_token_id,
+        "eos_token_id": tokenizer().eos_token_id,
+    }
 
 
 ARCHS = ["llama", "qwen2", "qwen3", "mistral", "gemma", "phi3"]
