@@ -48,6 +48,8 @@ class RunConfig:
     generate: bool = False
     generator: str | None = None
     judge: str | None = None
+    generator_options: dict[str, Any] = field(default_factory=dict)
+    judge_options: dict[str, Any] = field(default_factory=dict)
     top_k: int = 5
     full_context: bool = False
     max_tokens: int | None = None
@@ -227,8 +229,8 @@ def execute(config: RunConfig) -> tuple[dict[str, Any], Path]:
             raise HarnessError("--generate needs --generator BACKEND:MODEL (e.g. hf:smollm2-135m)")
         from harness.generation import make_generator
 
-        generator = make_generator(config.generator)
-        judge = make_generator(config.judge) if config.judge else None
+        generator = make_generator(config.generator, **config.generator_options)
+        judge = make_generator(config.judge, **config.judge_options) if config.judge else None
 
     t0 = time.time()
     data = task.load()

@@ -32,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--generate", action="store_true", help="answer from the retrieved documents and score the answers")
     g.add_argument("--generator", help="BACKEND:MODEL, e.g. hf:smollm2-135m, vllm:meta-llama/Llama-3.1-8B-Instruct, openai:URL#MODEL")
     g.add_argument("--judge", help="BACKEND:MODEL of the LM judge (LongMemEval)")
+    g.add_argument("--generator-set", action="append", metavar="KEY=VALUE",
+                   help="generator option, e.g. truncate=middle, batch_size=4, timeout=60 (repeatable)")
+    g.add_argument("--judge-set", action="append", metavar="KEY=VALUE", help="judge option (repeatable)")
     g.add_argument("--top-k", type=int, default=5, help="documents given to the generator (default 5)")
     g.add_argument("--full-context", action="store_true", help="give the generator every candidate instead of the top-k")
     g.add_argument("--max-tokens", type=int, help="generation length limit")
@@ -47,7 +50,8 @@ def main(args: argparse.Namespace) -> int:
         retriever_params=params, task_params=parse_assignments(args.task_set, "--task-set"),
         first_stage=args.first_stage, depth=args.depth, max_queries=args.max_queries, seed=args.seed,
         truncate_words=args.truncate_words, generate=args.generate, generator=args.generator, judge=args.judge,
-        top_k=args.top_k, full_context=args.full_context, max_tokens=args.max_tokens, output=args.output,
+        generator_options=parse_assignments(args.generator_set, "--generator-set"),
+        judge_options=parse_assignments(args.judge_set, "--judge-set"), top_k=args.top_k, full_context=args.full_context, max_tokens=args.max_tokens, output=args.output,
         save_run=args.save_run, show_progress=not args.no_progress, results_root=args.results_root,
         shard=parse_shard(args.shard),
     )
