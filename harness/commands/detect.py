@@ -1,0 +1,74 @@
+"""``harness detect``: find the query-focused retrieval heads of a model on a task.
+
+Writes a head file that ``--heads FILE`` accepts, recording the model, revision, data,
+objective, number of queries, seed and the score of every head (PROTOCOL.md §2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from harness.commands._common import parse_assignments, positive_int
+from harness.errors import HarnessError
+from harness.io import atomic_write_json, check_writable, sha256_json
+from harness.registry import make_task
+from harness.runner import build_instances, build_retriever, select_queries
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("detect", help="detect QRHeads of a model on a task", description=__doc__)
+    p.add_argument("--model", required=True, help="model id, folder, GGUF file or offline alias")
+    p.add_argument("--task", required=True, help="task id or BEIR folder whose queries form the detection set")
+    p.add_argument("--data", help="local files of the task")
+    p.add_argument("--task-set", action="append", metavar="KEY=VALUE", help="task parameter (repeatable)")
+    p.add_argument("--objective", default="ndcg", choices=["ndcg", "gold-mass"],
+                   help="ndcg: per-head nDCG@10 (QRHead's BEIR detection); gold-mass: attention mass on gold (LongMemEval)")
+    p.add_argument("--n-queries", type=positive_int, default=128, help="detection queries, sampled with --seed (0 = all)")
+    p.add_argument("--top", type=int, default=16, help="heads kept by --heads (default 16; the paper uses 32 for 70B)")
+    p.add_argument("--seed", type=int, default=42, help="sampling and candidate-shuffle seed (default 42)")
+    p.add_argument("--first-stage", default="bm25", help="first stage for corpus tasks (default bm25)")
+    p.add_argument("--depth", type=int, default=20, help="candidates per query for corpus tasks (default 20)")
+    p.add_argument("--truncate-words", type=positive_int, help="keep the first W words of each candidate")
+    p.add_argument("--no-shuffle", action="store_true", help="keep candidates in first-stage order")
+    p.add_argument("--dtype", help="float32, bfloat16, ... (default fp32 on CPU, bf16 on GPU)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
+    p.add_argument("--output", required=True, help="head file to write (JSON)")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from harness.first_stage import cached_search
+    from retrievers.attention.detection import detect_heads
+
+    check_writable(args.output)
+    if args.depth <= 0:
+        raise HarnessError(f"--depth must be a positive number of candidates, got {args.depth}")
+    task = make_task(args.task, data=args.data, **parse_assignments(args.task_set, "--task-set"))
+    data = task.load()
+    queries = select_queries(task, data, args.n_queries, args.seed)
+    if data.corpus is not None:
+        if args.depth > len(data.corpus):
+            raise HarnessError(f"--depth {args.depth} is larger than the corpus ({len(data.corpus)} documents)")
+        first = cached_search(build_retriever(args.first_stage), data.corpus, queries, args.depth)
+        instances = build_instances(queries, data, first, args.depth, args.truncate_words)
+    else:
+        keep = {q.id for q in queries}
+        instances = [inst for inst in data.instances or [] if inst.query.id in keep]
+    qrels = {q.id: data.qrels.get(q.id, {}) for q in queries}
+    head_file = detect_heads(
+        args.model, instances, qrels, objective=args.objective, top=args.top, shuffle=not args.no_shuffle,
+        seed=args.seed, truncate_words=args.truncate_words, data=task.id, dtype=args.dtype, device=args.device,
+        show_progress=not args.no_progress,
+    )
+    head_file["task"] = {"id": task.id, **{k: v for k, v in data.provenance.items() if k in ("source", "sha256", "split")}}
+    head_file["query_ids"] = [q.id for q in queries]
+    head_file["query_ids_sha256"] = sha256_json(head_file["query_ids"])
+    if data.corpus is not None:
+        head_file["first_stage"] = {"name": args.first_stage, "depth": args.depth}
+    atomic_write_json(Path(args.output), head_file)
+    best = ", ".join(h for h, _ in head_file["heads"][: head_file["top"]])
+    print(f"top {head_file['top']} heads of {head_file['model']} on {task.id} ({head_file['n']} queries): {best}")
+    print(f"wrote {args.output}", file=sys.stderr)
+    return 0
