@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from harness import __version__
 from harness.errors import HarnessError
 
-VERBS = ("run", "list", "leaderboard", "validate", "detect", "bench", "merge", "reproduce")
+VERBS = ("run", "list", "leaderboard", "validate", "detect", "bench", "merge", "reproduce", "plot")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -83,6 +83,7 @@ class Row:
             self.kind, self.result.get("source"), self.task, r["name"], r.get("model"), r.get("heads_name"),
             json.dumps(r.get("params", {}), sort_keys=True), fs.get("name"), fs.get("depth"),
             (gen.get("generator") or {}).get("spec"), gen.get("top_k"), gen.get("full_context"),
+            self.result["task"].get("n_queries"), self.result["task"].get("excluded_queries_from"),
         )
 
 
@@ -190,7 +191,7 @@ def build(root: str | Path) -> tuple[str, str, list[dict[str, Any]]]:
                 n = sorted({r.result["task"]["n_queries"] for r in measured})
                 md.append(f"Measured (main metric {main}; queries: {', '.join(map(str, n))}):")
                 md.append("")
-                header = ["Retriever", "First stage (ceiling)", *metric_names, "sig.", "file"]
+                header = ["Retriever", "First stage (ceiling)", "n", *metric_names, "sig.", "file"]
                 md += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
                 for r in sorted(measured, key=lambda r: -r.result["metrics"].get(main, float("-inf"))):
                     fs = r.result.get("first_stage")
@@ -199,7 +200,8 @@ def build(root: str | Path) -> tuple[str, str, list[dict[str, Any]]]:
                         rec = fs.get("recall", {})
                         ceiling = f"{fs['name']}@{fs['depth']}" + (
                             f" (R {_fmt(next(iter(rec.values())))})" if rec else "")
-                    cells = [r.label, ceiling, *[_fmt(r.result["metrics"].get(m)) for m in metric_names],
+                    cells = [r.label, ceiling, str(r.result["task"]["n_queries"]),
+                             *[_fmt(r.result["metrics"].get(m)) for m in metric_names],
                              marks.get(r.path, ""), f"`{r.path}`"]
                     md.append("| " + " | ".join(cells) + " |")
                     csv_rows.append({"kind": "measured", "task": task, "retriever": r.label, "first_stage": ceiling,

@@ -44,6 +44,9 @@ class RunConfig:
     depth: int | None = None
     max_queries: int | None = None
     seed: int = 42
+    #: A head file (its ``query_ids``) or a text file of query ids (one per line) to leave out,
+    #: e.g. the queries used for head detection.
+    exclude_queries: str | None = None
     truncate_words: int | None = None
     generate: bool = False
     generator: str | None = None
@@ -99,6 +102,22 @@ def select_queries(task: Task, data: TaskData, max_queries: int | None, seed: in
     if not judged:
         raise HarnessError(f"task {task.id!r} has no queries to evaluate")
     return judged
+
+
+def read_query_id_file(path: str) -> set[str]:
+    """Query ids from a head file (its ``query_ids``) or a text file with one id per line."""
+    from harness.io import read_text
+
+    text = read_text(path)
+    if path.endswith(".json"):
+        try:
+            ids = json.loads(text).get("query_ids")
+        except (json.JSONDecodeError, AttributeError):
+            raise HarnessError(f"{path}: expected a JSON object with a 'query_ids' list") from None
+        if not isinstance(ids, list):
+            raise HarnessError(f"{path}: missing field 'query_ids'")
+        return {str(i) for i in ids}
+    return {line.strip() for line in text.splitlines() if line.strip()}
 
 
 def truncate_words(text: str, words: int | None) -> str:
@@ -235,6 +254,13 @@ def execute(config: RunConfig) -> tuple[dict[str, Any], Path]:
     t0 = time.time()
     data = task.load()
     load_seconds = time.time() - t0
+    if config.exclude_queries:
+        excluded = read_query_id_file(config.exclude_queries)
+        kept = [q for q in data.queries if q.id not in excluded]
+        log.info("left out %d queries listed in %s", len(data.queries) - len(kept), config.exclude_queries)
+        data.queries = kept
+        if data.instances is not None:
+            data.instances = [inst for inst in data.instances if inst.query.id not in excluded]
     queries = select_queries(task, data, config.max_queries, config.seed)
     all_query_ids = [q.id for q in queries]
     if config.shard:
@@ -333,6 +359,7 @@ def execute(config: RunConfig) -> tuple[dict[str, Any], Path]:
             "id": task.id, **{k: v for k, v in data.provenance.items() if k != "id"},
             "n_queries": len(query_ids), "max_queries": _task_default(task, "default_max_queries", config.max_queries),
             "seed": config.seed, "ignore_identical_ids": data.ignore_identical_ids,
+            "excluded_queries_from": config.exclude_queries,
             "query_ids": query_ids,
         },
         "retriever": retriever_meta,

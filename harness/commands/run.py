@@ -20,6 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--first-stage", help="first-stage retriever whose top --depth candidates are re-ranked (default bm25 for re-rankers)")
     p.add_argument("--depth", type=int, help="first-stage depth (BEIR default 200); for first-stage runs, how many to keep")
     p.add_argument("--max-queries", type=positive_int, help="sample this many queries (0 = all; BEIR default 512)")
+    p.add_argument("--exclude-queries", metavar="FILE", help="leave out these queries: a head file (its query_ids) or one id per line")
     p.add_argument("--seed", type=int, default=42, help="sampling seed (default 42, as the paper)")
     p.add_argument("--truncate-words", type=positive_int, help="keep the first W words of each candidate (BEIR re-ranking default 400)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="retriever parameter, e.g. --set k1=1.2 (repeatable)")
@@ -49,6 +50,7 @@ def main(args: argparse.Namespace) -> int:
         task=args.task, retriever=args.retriever, data=args.data, model=args.model,
         retriever_params=params, task_params=parse_assignments(args.task_set, "--task-set"),
         first_stage=args.first_stage, depth=args.depth, max_queries=args.max_queries, seed=args.seed,
+        exclude_queries=args.exclude_queries,
         truncate_words=args.truncate_words, generate=args.generate, generator=args.generator, judge=args.judge,
         generator_options=parse_assignments(args.generator_set, "--generator-set"),
         judge_options=parse_assignments(args.judge_set, "--judge-set"), top_k=args.top_k, full_context=args.full_context, max_tokens=args.max_tokens, output=args.output,
