@@ -44,6 +44,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+
+def _bm25s():
+    """Import bm25s and undo its import-time ``setLevel(DEBUG)``, so its logger follows ours."""
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.NOTSET)
+    return bm25s
+
 METHODS = ("lucene", "robertson", "atire", "bm25l", "bm25+")
 
 
@@ -110,7 +118,7 @@ class BM25Index:
         method: str = "lucene",
         show_progress: bool = False,
     ) -> None:
-        import bm25s
+        bm25s = _bm25s()
         import numpy as np
 
         if not doc_ids:
@@ -211,7 +219,7 @@ class BM25Retriever(Retriever):
 
     @property
     def meta(self) -> dict[str, Any]:
-        import bm25s
+        bm25s = _bm25s()
 
         return {
             "name": self.name,
@@ -232,7 +240,7 @@ class BM25Retriever(Retriever):
 
     def tokenize(self, texts: Sequence[str], *, progress: bool | None = None) -> list[list[str]]:
         """bm25s tokens of each text (lower-cased words, stopwords removed, stemmed)."""
-        import bm25s
+        bm25s = _bm25s()
 
         if not texts:
             return []

@@ -210,7 +210,9 @@ def _timed(fn: Any, *args: Any) -> tuple[Any, float]:
 
 def machine() -> dict[str, Any]:
     """CPU model, core count and library versions, for the record."""
-    import bm25s
+    from retrievers.bm25 import _bm25s
+
+    bm25s = _bm25s()
     import numpy
 
     cpu = "unknown"
