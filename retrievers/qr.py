@@ -160,6 +160,7 @@ class QRRetriever(Retriever):
             "revision": getattr(self._info, "revision", None),
             "model_type": engine.model_type,
             "heads": {"name": sel.name, "list": sel.as_strings(), "sha256": sel.sha256, "n": len(sel.heads)},
+            "heads_name": sel.name,
             "layers_used": engine.stop_after + 1,
             "template": engine.template.name,
             "max_context": engine.max_context,
