@@ -29,6 +29,29 @@ Query ids are ``L{length}_D{depth}`` (depth with up to two decimals, e.g. ``L100
 ``length``, ``depth``, ``order = "natural"``, ``unit``, the needle's chunk index and the
 measured context size; ``Instance.answer`` is the needle.
 
+Downstream generation (``--generate``, PROTOCOL.md §4.4, Figure 1): the generator answers the
+question from the retrieved chunks, put back in reading order (the top-k, or every chunk with
+``--full-context``, which rebuilds the whole context word for word), greedily, 50 tokens
+(:attr:`NiahTask.max_tokens`). Two prompts (task parameter ``prompt``):
+
+- ``"retrieval-head"`` (default): the chat prompt of ``nightdessert/Retrieval_Head``'s
+  ``needle_in_haystack_with_mask.py``, the script PROTOCOL.md names for Figure 1, as it builds it
+  for chat models: one user turn
+  ``"<book>{context}</book>\\nBased on the content of the book, Question: {question}\\nAnswer:"``.
+- ``"gkamradt"``: the OpenAI prompt of ``gkamradt/LLMTest_NeedleInAHaystack`` (the
+  ``needlehaystack`` package): system ``"You are a helpful AI bot that answers questions for a
+  user. Keep your response short and direct"``, a user turn holding the context, and a user turn
+  ``"{question} Don't give information outside the document or repeat your findings"``.
+
+The score is ``ROUGE-1-R``, a fraction in [0, 1] (the paper's figures show it ×100): the
+ROUGE-1 recall (:func:`tasks.qa_scoring.rouge1_recall`) of the needle's answer words in the
+response. As in the script, the reference is the needle's answer part
+(:data:`NEEDLE_ANSWER`, "eat a sandwich and sit in Dolores Park on a sunny day", for the default
+needle; a custom needle is scored whole), and the response ends at its first line break (the
+script stops decoding at a newline token). Differences from the script: no Porter stemming (the
+script's ``rouge_score`` uses ``use_stemmer=True``; "eating" does not match "eat" here), and
+lengths are counted in words unless ``unit="tokens"``.
+
 Example::
 
     task = NiahTask(data="../shared/data/paul_graham_essays", lengths=[1000], depths=[50])
@@ -55,6 +78,12 @@ log = logging.getLogger(__name__)
 
 NEEDLE = "The best thing to do in San Francisco is eat a sandwich and sit in Dolores Park on a sunny day."
 QUESTION = "What is the best thing to do in San Francisco?"
+#: The part of :data:`NEEDLE` that answers :data:`QUESTION`: the script's ROUGE reference (``real_needle``).
+NEEDLE_ANSWER = "eat a sandwich and sit in Dolores Park on a sunny day"
+#: Generation prompts: ``retrieval-head`` (Retrieval_Head's chat prompt) and ``gkamradt`` (the original tester's).
+PROMPTS: tuple[str, ...] = ("retrieval-head", "gkamradt")
+GKAMRADT_SYSTEM = "You are a helpful AI bot that answers questions for a user. Keep your response short and direct"
+GKAMRADT_SUFFIX = "Don't give information outside the document or repeat your findings"
 DEFAULT_LENGTHS: tuple[int, ...] = (1000, 2000, 4000)
 DEFAULT_DEPTHS: tuple[float, ...] = (0, 25, 50, 75, 100)
 DEFAULT_CHUNK_WORDS = 100
@@ -190,12 +219,18 @@ class NiahTask(Task):
             or a tokenizer object with ``encode``.
         chunk_words: words per chunk (default 100).
         needle, question: override the paper's needle and question.
+        prompt: the generation prompt, ``"retrieval-head"`` (default) or ``"gkamradt"``.
+        answer: the ROUGE reference (default :data:`NEEDLE_ANSWER` for the paper's needle, else
+            the needle).
     """
 
     family: ClassVar[str] = "niah"
     metrics: ClassVar[tuple[str, ...]] = ("nDCG@10", "R@1", "R@3", "MRR@10")
+    supports_generation: ClassVar[bool] = True
+    #: PROTOCOL.md §4.4: greedy, 50 new tokens.
+    max_tokens: ClassVar[int] = 50
     _PARAMS: ClassVar[frozenset[str]] = frozenset(
-        {"lengths", "depths", "unit", "tokenizer", "chunk_words", "needle", "question"}
+        {"lengths", "depths", "unit", "tokenizer", "chunk_words", "needle", "question", "prompt", "answer"}
     )
 
     def __init__(self, name: str | None = None, data: str | None = None, **params: Any) -> None:
@@ -214,6 +249,13 @@ class NiahTask(Task):
         self.needle: str = params.get("needle", NEEDLE)
         self.question: str = params.get("question", QUESTION)
         self.tokenizer_spec: Any = params.get("tokenizer")
+        self.prompt: str = str(params.get("prompt", PROMPTS[0]))
+        if self.prompt not in PROMPTS:
+            raise HarnessError(f"niah: prompt must be one of {', '.join(PROMPTS)}, got {self.prompt!r}")
+        default_answer = NEEDLE_ANSWER if self.needle == NEEDLE else self.needle
+        self.answer: str = str(params.get("answer", default_answer))
+        if not self.answer.split():
+            raise HarnessError("niah: answer (the ROUGE reference) must not be empty")
         if self.unit not in ("words", "tokens"):
             raise HarnessError(f"niah: unit must be 'words' or 'tokens', got {self.unit!r}")
         if self.unit == "tokens" and self.tokenizer_spec is None:
@@ -334,8 +376,77 @@ class NiahTask(Task):
                 "chunk_words": self.chunk_size,
                 "needle": self.needle,
                 "question": self.question,
+                "prompt": self.prompt,
+                "answer": self.answer,
             },
         )
 
+    # -- downstream generation ---------------------------------------------------------------------
+    def generation_prompt(self, instance: Instance, docs: Sequence[Document]) -> list[dict[str, str]]:
+        """Chat messages asking for the needle from ``docs`` in reading order (see the module doc).
 
-__all__ = ["NEEDLE", "QUESTION", "NiahTask", "chunk_words", "haystack_folder", "read_haystack"]
+        Chunks are ordered by their position among the instance's candidates (the haystack order),
+        whatever order the retriever ranked them in, and joined by single spaces, so
+        ``--full-context`` gives back the whole context exactly. Documents that are not candidates
+        of the instance are refused.
+        """
+        position = {doc.id: i for i, doc in enumerate(instance.candidates)}
+        unknown = [doc.id for doc in docs if doc.id not in position]
+        if unknown:
+            raise HarnessError(f"niah: document {unknown[0]!r} is not a chunk of {instance.query.id}")
+        context = " ".join(doc.text for doc in sorted(docs, key=lambda d: position[d.id]))
+        question = instance.query.text
+        if self.prompt == "gkamradt":
+            return [
+                {"role": "system", "content": GKAMRADT_SYSTEM},
+                {"role": "user", "content": context},
+                {"role": "user", "content": f"{question} {GKAMRADT_SUFFIX}"},
+            ]
+        return [
+            {
+                "role": "user",
+                "content": f"<book>{context}</book>\nBased on the content of the book, Question: {question}\nAnswer:",
+            }
+        ]
+
+    def score_generations(
+        self, instances: Sequence[Instance], outputs: Sequence[str], judge: Any | None = None
+    ) -> dict[str, dict[str, float]]:
+        """``{query id: {"ROUGE-1-R": r}}``: ROUGE-1 recall of the answer words in the response's first line.
+
+        .. math:: \\text{ROUGE-1-R} = \\frac{\\sum_w \\min(c_{ans}(w), c_{resp}(w))}{\\sum_w c_{ans}(w)}
+
+        ``judge`` is not used (NIAH is scored by word overlap).
+        """
+        from tasks.qa_scoring import rouge1_recall
+
+        if len(instances) != len(outputs):
+            raise HarnessError(f"niah: {len(outputs)} outputs for {len(instances)} instances")
+        return {
+            inst.query.id: {"ROUGE-1-R": rouge1_recall(self.answer, first_line(output))}
+            for inst, output in zip(instances, outputs)
+        }
+
+
+def first_line(text: str) -> str:
+    """The response up to its first line break, stripped: Retrieval_Head stops decoding at a newline.
+
+    >>> first_line("eat a sandwich\\n\\nAlso: ...")
+    'eat a sandwich'
+    >>> first_line("\\nDolores Park")   # a leading newline ends the script's answer at once
+    ''
+    """
+    return text.split("\n", 1)[0].strip()
+
+
+__all__ = [
+    "NEEDLE",
+    "NEEDLE_ANSWER",
+    "PROMPTS",
+    "QUESTION",
+    "NiahTask",
+    "chunk_words",
+    "first_line",
+    "haystack_folder",
+    "read_haystack",
+]

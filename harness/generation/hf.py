@@ -16,6 +16,12 @@ folder, a GGUF file or an offline alias (``smollm2-135m``, ``qwen2.5-0.5b``).
   answers diverge afterwards (2/16 identical on an H200 with random weights, where every step is
   a near-tie). The cache key does not include the batch size: for bit-exact reruns use float32,
   or ``batch_size=1``.
+- ``mask_heads`` (with ``mask_mode``, ``mask_top``) silences attention heads while generating
+  (:mod:`harness.generation.masking`; PROTOCOL.md §4.4, Figure 1), e.g.
+  ``--generator-set mask_heads=results/heads/smollm2-135m.json --generator-set mask_top=16``.
+  The hooks exist only during this generator's ``generate`` calls, so a model shared with an
+  unmasked generator is unaffected, and the mask is part of the generator's identity (cache key
+  and result file), so masked and unmasked answers never share cache entries.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.generation.base import Generation, Generator, Messages, encode, progress, render_chat
+from harness.generation.masking import MASK_MODES, masked_heads, resolve_mask
 
 log = logging.getLogger(__name__)
 
@@ -74,19 +81,26 @@ class HFGenerator(Generator):
     Options: ``dtype`` and ``device`` (passed to :func:`harness.models.load_causal_lm`; a model
     already loaded in this process with the same options is shared, see :func:`load_shared`),
     ``batch_size`` (default 8), ``truncate``, ``cache``, ``context_window`` (override the
-    model's own limit, e.g. to stay inside memory).
+    model's own limit, e.g. to stay inside memory), ``mask_heads`` (heads to silence: a list
+    ``"14-22,13-16"``, a head file, a set name or ``random:N[:SEED]``), ``mask_mode``
+    (``"output"``, default, or ``"query"``: Retrieval_Head's mechanics) and ``mask_top`` (keep
+    the first N heads of ``mask_heads``); see :mod:`harness.generation.masking`.
     """
 
     backend = "hf"
 
     def __init__(self, spec: str, model: str, *, dtype: Any = None, device: str | None = None, batch_size: int = 8,
                  truncate: str | None = None, cache: Any = True, context_window: int | None = None,
+                 mask_heads: Any = None, mask_mode: str = "output", mask_top: int | None = None,
                  _loaded: tuple[Any, Any, Any] | None = None) -> None:
         if int(batch_size) < 1:
             raise HarnessError(f"generator option batch_size must be >= 1, got {batch_size}")
+        if mask_mode not in MASK_MODES:
+            raise HarnessError(f"generator option mask_mode={mask_mode!r}: expected one of {', '.join(MASK_MODES)}")
         if _loaded is None:
             _loaded = load_shared(model, dtype=dtype, device=device)
         self.lm, tokenizer, self.info = _loaded
+        self.mask = resolve_mask(mask_heads, self.lm, mode=mask_mode, top=mask_top)
         super().__init__(spec, model, truncate=truncate, cache=cache, revision=getattr(self.info, "revision", None))
         self.tokenizer = tokenizer
         self.batch_size = int(batch_size)
@@ -101,6 +115,12 @@ class HFGenerator(Generator):
     def from_loaded(cls, spec: str, model: Any, tokenizer: Any, info: Any = None, **options: Any) -> HFGenerator:
         """Wrap an already-loaded model and tokenizer (shares the weights; used by the server and tests)."""
         return cls(spec, spec.partition(":")[2] or spec, _loaded=(model, tokenizer, info), **options)
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """Backend, model, revision, and the head mask when there is one (unmasked keys are unchanged)."""
+        base = super().identity
+        return {**base, "mask": self.mask.meta} if self.mask is not None else base
 
     def context_window(self) -> int | None:
         if self._window_override is not None:
@@ -137,7 +157,7 @@ class HFGenerator(Generator):
                 ids = token_lists[i]
                 input_ids[row, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
                 attention[row, width - len(ids):] = 1
-            with torch.inference_mode():
+            with torch.inference_mode(), masked_heads(self.lm, self.mask):
                 out = self.lm.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
                                        generation_config=config)
             new = out[:, width:].tolist()
