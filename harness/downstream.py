@@ -23,6 +23,7 @@ from typing import Any
 from harness.errors import HarnessError
 from harness.generation import Generator
 from harness.io import sha256_json
+from harness.results import mean_metrics
 from harness.types import Document, Instance, Run, Task
 
 log = logging.getLogger(__name__)
@@ -45,17 +46,6 @@ def top_documents(instance: Instance, scores: dict[str, float] | None, k: int) -
             return (1, 0.0, doc.id)
         return (0, -float(value), doc.id)
     return sorted(instance.candidates, key=key)[:k]
-
-
-def aggregate(per_query: dict[str, dict[str, float]]) -> dict[str, float]:
-    """Mean of each metric over the entries that report it (per-type metrics over their type)."""
-    sums: dict[str, float] = {}
-    counts: dict[str, int] = {}
-    for values in per_query.values():
-        for name, value in values.items():
-            sums[name] = sums.get(name, 0.0) + float(value)
-            counts[name] = counts.get(name, 0) + 1
-    return {name: sums[name] / counts[name] for name in sorted(sums)}
 
 
 def generate_and_score(
@@ -111,4 +101,4 @@ def generate_and_score(
         "empty_contexts": sum(1 for docs in contexts if not docs),
         "records": records,
     }
-    return aggregate(per_query), per_query, info
+    return mean_metrics(per_query), per_query, info

@@ -7,10 +7,11 @@ import socket
 
 import pytest
 
-from harness.downstream import aggregate, generate_and_score, top_documents
+from harness.downstream import generate_and_score, top_documents
 from harness.errors import HarnessError
 from harness.generation import make_generator
 from harness.generation.hf import HFGenerator
+from harness.results import mean_metrics as aggregate
 from harness.types import Document, Instance, Query
 
 
