@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Reproduce the checked-in offline results (CPU, ../shared/data, offline models).
+# Heads were detected on 64 Cranfield queries (results/heads/<model>.json, seed 42); those
+# queries are left out of every Cranfield row so that detection never sees evaluation queries.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+H="harness --no-progress"
+SHARED=${HARNESS_SHARED_DATA:-../shared/data}
+models=${MODELS:-"smollm2-135m qwen2.5-0.5b"}
+step=${1:-all}
+
+if [[ $step == all || $step == classic ]]; then
+  for model in $models; do
+    [[ -f results/heads/$model.json ]] || $H detect --model "$model" --task cranfield --n-queries 64 --depth 20 \
+      --objective ndcg --output "results/heads/$model.json"
+    # Both models detect on the same 64 queries (same task, count and seed): one shared list.
+    ids=results/heads/cranfield-detection-queries.txt
+    python -c "import json,sys; print('\n'.join(json.load(open(sys.argv[1]))['query_ids']))" \
+      "results/heads/$model.json" > "$ids.new"
+    if [[ -f $ids ]] && ! cmp -s "$ids" "$ids.new"; then echo "detection queries differ" >&2; exit 1; fi
+    mv "$ids.new" "$ids"
+    excl="--exclude-queries $ids"
+    [[ -f results/cranfield/bm25__excl-cranfield-detection-queries.json ]] || $H run --task cranfield --retriever bm25 $excl
+    [[ -f results/cranfield/dense__minilm__excl-cranfield-detection-queries.json ]] || $H run --task cranfield --retriever dense $excl
+    for r in qr icr; do
+      $H run --task cranfield --retriever $r --model "$model" --first-stage bm25 --depth 20 $excl
+      $H run --task cacm --retriever $r --model "$model" --first-stage bm25 --depth 20
+    done
+  done
+fi
+
+if [[ $step == all || $step == qa ]]; then
+  HP=$SHARED/hotpotqa_dev_distractor_sample100_hfschema/hotpot_dev_distractor_v1.json
+  CL=$SHARED/clipper_sample
+  for r in qr icr; do
+    $H run --task hotpotqa --data "$HP" --retriever $r --model smollm2-135m
+    # Books exceed SmolLM2's 8K context: each chapter keeps its first 300 words.
+    $H run --task clipper --data "$CL" --retriever $r --model smollm2-135m --truncate-words 300
+    $H run --task niah --retriever $r --model smollm2-135m
+  done
+  $H run --task hotpotqa --data "$HP" --retriever rankgpt --model smollm2-135m
+  for r in bm25 qr; do
+    extra=""; [[ $r == qr ]] && extra="--model smollm2-135m"
+    $H run --task hotpotqa --data "$HP" --retriever $r $extra --generate --generator hf:smollm2-135m --top-k 3
+  done
+  $H run --task hotpotqa --data "$HP" --retriever bm25 --generate --generator hf:smollm2-135m --full-context
+fi
+$H leaderboard
