@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import re
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,19 +113,22 @@ def niah_grid(result: str | os.PathLike[str] | dict[str, Any], metric: str | Non
 
 
 def default_title(obj: dict[str, Any], metric: str) -> str:
-    """``"bm25 → smollm2-135m (top3), ROUGE-1-R"``-style title from a result dictionary."""
-    parts = [str((obj.get("retriever") or {}).get("name", "?"))]
+    """``"smollm2-135m from bm25 top-3; ROUGE-1-R"``-style title (generator, context, mask, metric)."""
+    retriever = str((obj.get("retriever") or {}).get("name", "?"))
     generation = obj.get("generation") or {}
     generator = generation.get("generator") or {}
-    if generator:
-        mode = "full context" if generation.get("full_context") else f"top{generation.get('top_k')}"
-        parts = [
-            f"{parts[0] if not generation.get('full_context') else 'no retrieval'} → {generator.get('model', '?')} ({mode})"
-        ]
-        mask = generator.get("mask")
-        if mask:
-            parts.append(f"masked {mask.get('n_heads')} heads ({mask.get('name')}, {mask.get('mode')})")
-    return ", ".join([*parts, metric])
+    if not generator:
+        return f"{retriever}; {metric}"
+    model = generator.get("model", "?")
+    parts = [
+        f"{model}, full context"
+        if generation.get("full_context")
+        else f"{model} from {retriever} top-{generation.get('top_k')}"
+    ]
+    mask = generator.get("mask")
+    if mask:
+        parts.append(f"{mask.get('n_heads')} heads masked ({mask.get('name')}, {mask.get('mode')})")
+    return "; ".join([*parts, metric])
 
 
 def plot_heatmap(
@@ -163,7 +167,8 @@ def plot_heatmap(
             unit = str((obj.get("task") or {}).get("unit") or "words")
             ax.set_xlabel(f"context length ({unit})")
             ax.set_ylabel("needle depth (%)")
-            ax.set_title(title if title is not None else default_title(obj, grid.metric), fontsize=9)
+            text = title if title is not None else default_title(obj, grid.metric)
+            ax.set_title(textwrap.fill(text, width=int(fig.get_figwidth() * 12)), fontsize=9)
             fig.colorbar(image, ax=ax, label=f"{grid.metric} ×100")
             fig.tight_layout()
             out = Path(png_path)
