@@ -167,5 +167,8 @@ def default_output_path(result: dict[str, Any], root: str | Path = "results") ->
     if generation:
         mode = "full" if generation.get("full_context") else f"top{generation.get('top_k')}"
         gen_model = str(generation["generator"].get("spec", "gen")).split(":", 1)[-1].rstrip("/").split("/")[-1]
+        mask = generation["generator"].get("mask")
+        if mask:
+            mode += f"-mask-{slug(str(mask.get('name') or mask.get('sha256', '')[:12]))}-{mask.get('mode', 'output')}"
         parts.append(f"gen-{slug(gen_model)}-{mode}")
     return task_dir / ("__".join(parts) + ".json")
