@@ -36,7 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from harness.cli import main as harness_main  # noqa: E402
+from harness.cli import main as harness_main
 
 
 def build_argv(args: argparse.Namespace) -> list[str]:
@@ -63,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default=None, help="JSON record path (default $OUT/qr-gpu.json)")
     parser.add_argument("--repeats", type=int, default=1, help="timed calls per method (default 1)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed calls per method (default 1)")
-    parser.add_argument("--dry-run", action="store_true", help="tiny random Llama on CPU instead of the 8B shape on CUDA")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="tiny random Llama on CPU instead of the 8B shape on CUDA"
+    )
     args = parser.parse_args(argv)
     return harness_main(build_argv(args))
 

