@@ -160,9 +160,11 @@ def default_output_path(result: dict[str, Any], root: str | Path = "results") ->
     first_stage = result.get("first_stage")
     if first_stage:
         parts.append(f"{slug(first_stage['name'])}{first_stage['depth']}")
-    excluded = result["task"].get("excluded_queries_from")
-    if excluded:
-        parts.append(f"excl-{slug(Path(excluded).stem)}")
+    task = result["task"]
+    if task.get("excluded_queries_from"):
+        parts.append(f"excl-{slug(Path(task['excluded_queries_from']).stem)}")
+    if task.get("n_available") and len(task.get("query_ids") or []) < task["n_available"]:
+        parts.append(f"q{len(task['query_ids'])}-seed{task.get('seed')}")
     generation = result.get("generation")
     if generation:
         mode = "full" if generation.get("full_context") else f"top{generation.get('top_k')}"

@@ -89,9 +89,10 @@ def _task_default(task: Task, attribute: str, value: Any) -> Any:
     return value if value is not None else getattr(task, attribute, None)
 
 
-def select_queries(task: Task, data: TaskData, max_queries: int | None, seed: int) -> list[Query]:
-    """The evaluated queries: judged ones, sampled down to ``max_queries`` (0 = all)."""
+def select_queries(task: Task, data: TaskData, max_queries: int | None, seed: int) -> tuple[list[Query], int]:
+    """The evaluated queries (judged ones, sampled down to ``max_queries``; 0 = all) and how many were available."""
     judged = [q for q in data.queries if q.id in data.qrels] if data.corpus is not None else list(data.queries)
+    available = len(judged)
     limit = _task_default(task, "default_max_queries", max_queries)
     if limit and len(judged) > limit:
         from tasks.sampling import sample_queries
@@ -101,7 +102,7 @@ def select_queries(task: Task, data: TaskData, max_queries: int | None, seed: in
         log.info("sampled %d of the task's queries with seed %d", len(judged), seed)
     if not judged:
         raise HarnessError(f"task {task.id!r} has no queries to evaluate")
-    return judged
+    return judged, available
 
 
 def read_query_id_file(path: str) -> set[str]:
@@ -261,7 +262,7 @@ def execute(config: RunConfig) -> tuple[dict[str, Any], Path]:
         data.queries = kept
         if data.instances is not None:
             data.instances = [inst for inst in data.instances if inst.query.id not in excluded]
-    queries = select_queries(task, data, config.max_queries, config.seed)
+    queries, n_available = select_queries(task, data, config.max_queries, config.seed)
     all_query_ids = [q.id for q in queries]
     if config.shard:
         index, count = config.shard
@@ -357,7 +358,7 @@ def execute(config: RunConfig) -> tuple[dict[str, Any], Path]:
         "kind": "measured",
         "task": {
             "id": task.id, **{k: v for k, v in data.provenance.items() if k != "id"},
-            "n_queries": len(query_ids), "max_queries": _task_default(task, "default_max_queries", config.max_queries),
+            "n_queries": len(query_ids), "n_available": n_available, "max_queries": _task_default(task, "default_max_queries", config.max_queries),
             "seed": config.seed, "ignore_identical_ids": data.ignore_identical_ids,
             "excluded_queries_from": config.exclude_queries,
             "query_ids": query_ids,
@@ -378,7 +379,9 @@ def execute(config: RunConfig) -> tuple[dict[str, Any], Path]:
         },
         "date": provenance.now_iso(),
     }
-    out = Path(config.output) if config.output else default_output_path(result, config.results_root)
+    # Shards share the default name of the whole run (shard_path adds the suffix).
+    whole = {**result, "task": {**result["task"], "query_ids": all_query_ids}}
+    out = Path(config.output) if config.output else default_output_path(whole, config.results_root)
     if config.shard:
         from harness.shards import shard_path
 

@@ -47,7 +47,7 @@ def main(args: argparse.Namespace) -> int:
         raise HarnessError(f"--depth must be a positive number of candidates, got {args.depth}")
     task = make_task(args.task, data=args.data, **parse_assignments(args.task_set, "--task-set"))
     data = task.load()
-    queries = select_queries(task, data, args.n_queries, args.seed)
+    queries, _ = select_queries(task, data, args.n_queries, args.seed)
     if data.corpus is not None:
         if args.depth > len(data.corpus):
             raise HarnessError(f"--depth {args.depth} is larger than the corpus ({len(data.corpus)} documents)")
