@@ -55,8 +55,15 @@ def check_writable(path: str | os.PathLike[str]) -> None:
         raise HarnessError(f"{path}: cannot create folder {parent} ({exc.strerror or exc})") from None
     if path.is_dir():
         raise HarnessError(f"{path}: is a directory, expected a file path")
-    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+    if path.exists() and not os.access(path, os.W_OK):
         raise HarnessError(f"{path}: not writable")
+    # Try for real: permission bits say nothing to root or on read-only and virtual file systems.
+    try:
+        fd, probe = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".probe")
+    except OSError as exc:
+        raise HarnessError(f"{path}: not writable ({exc.strerror or exc})") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def read_text(path: str | os.PathLike[str]) -> str:
