@@ -34,7 +34,7 @@ test: setup qwen
 
 bench: setup
 	$(BIN)/harness bench bm25
-	$(BIN)/harness bench qr --lengths 1024,2048,8192
+	$(BIN)/harness bench qr --lengths 1024,2048,8192 --threads 1
 	$(BIN)/harness bench generation
 
 leaderboard: setup
