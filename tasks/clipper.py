@@ -44,7 +44,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -52,7 +51,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from harness.errors import HarnessError
-from harness.io import iter_jsonl, read_text, sha256_file
+from harness.io import iter_jsonl, read_json, read_text, sha256_file
 from harness.types import Document, Instance, Query, Task, TaskData
 from tasks.qa_scoring import parse_answer_tag
 
@@ -336,10 +335,7 @@ class ClipperTask(Task):
 
     @staticmethod
     def _read_icr(path: Path) -> dict[str, tuple[Mapping[str, Any], str]]:
-        try:
-            entries = json.loads(read_text(path))
-        except json.JSONDecodeError as exc:
-            raise HarnessError(f"{path}:{exc.lineno}: malformed JSON ({exc.msg})") from None
+        entries = read_json(path)
         if not isinstance(entries, list):
             raise HarnessError(f"{path}: expected a JSON list of claims")
         out: dict[str, tuple[Mapping[str, Any], str]] = {}
@@ -504,10 +500,7 @@ def _read_rows(path: Path) -> Iterable[tuple[int, Mapping[str, Any]]]:
         for number, row in iter_jsonl(path):
             yield number, row
     else:
-        try:
-            rows = json.loads(read_text(path))
-        except json.JSONDecodeError as exc:
-            raise HarnessError(f"{path}:{exc.lineno}: malformed JSON ({exc.msg})") from None
+        rows = read_json(path)
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             raise HarnessError(f"{path}: expected a JSON list of row objects")
         yield from enumerate(rows)
