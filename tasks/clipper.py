@@ -184,13 +184,7 @@ class ClipperTask(Task):
             n_books=len({inst.meta["context_id"] for inst in instances}),
             recall_over="both claims of each pair",
         )
-        return TaskData(
-            queries=[inst.query for inst in instances],
-            qrels={inst.query.id: dict(inst.gold) for inst in instances},
-            instances=instances,
-            metrics=self.metrics,
-            provenance=provenance,
-        )
+        return TaskData.from_instances(instances, self.metrics, provenance)
 
     def _download(self) -> tuple[Path, Path]:
         from huggingface_hub import hf_hub_download

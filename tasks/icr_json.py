@@ -170,11 +170,9 @@ class IcrJsonTask(Task):
                 inst.gold = {d: rel for d, rel in external[inst.query.id].items() if rel > 0}
             instances = [inst for inst in instances if inst.gold]
             sha[Path(qrels_path).name] = sha256_file(qrels_path)
-        return TaskData(
-            queries=[inst.query for inst in instances],
-            qrels={inst.query.id: dict(inst.gold) for inst in instances},
-            instances=instances,
-            metrics=self.metrics,
+        return TaskData.from_instances(
+            instances,
+            self.metrics,
             ignore_identical_ids=bool(self.params.get("ignore_identical_ids", False)),
             provenance={
                 "source": str(path.resolve()),

@@ -277,13 +277,7 @@ class MultiHopTask(Task):
         )
         if limit is not None:
             provenance["limit"] = int(limit)
-        return TaskData(
-            queries=[inst.query for inst in instances],
-            qrels={inst.query.id: dict(inst.gold) for inst in instances},
-            instances=instances,
-            metrics=self.metrics,
-            provenance=provenance,
-        )
+        return TaskData.from_instances(instances, self.metrics, provenance)
 
     def generation_prompt(self, instance: Instance, docs: Sequence[Document]) -> list[dict[str, str]]:
         """The QA prompt over ``docs`` in the order given."""
