@@ -52,6 +52,7 @@ from typing import Any, ClassVar
 
 from harness.errors import HarnessError
 from harness.io import iter_jsonl, read_json, read_text, sha256_file
+from harness.params import as_bool
 from harness.types import Document, Instance, Query, Task, TaskData
 from tasks.qa_scoring import parse_answer_tag
 
@@ -471,14 +472,7 @@ class ClipperTask(Task):
 
 
 def _as_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise HarnessError(f"expected a boolean, got {value!r}")
+    return as_bool(value, f"expected a boolean, got {value!r}")
 
 
 def _read_rows(path: Path) -> Iterable[tuple[int, Mapping[str, Any]]]:

@@ -193,12 +193,10 @@ def rank_bm25_top_k(
     import numpy as np
     from rank_bm25 import BM25Okapi
 
-    from retrievers.bm25 import top_k_indices
+    from retrievers.bm25 import doc_id_ranks, top_k_indices
 
     model = BM25Okapi(doc_tokens, k1=k1, b=b, epsilon=0.0)
-    order = sorted(range(len(doc_ids)), key=doc_ids.__getitem__)
-    tie_rank = np.empty(len(order), dtype=np.int64)
-    tie_rank[order] = np.arange(len(order))
+    tie_rank = doc_id_ranks(doc_ids)
     return [[doc_ids[i] for i in top_k_indices(np.asarray(model.get_scores(q)), k, tie_rank)] for q in query_tokens]
 
 
