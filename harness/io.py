@@ -1,4 +1,4 @@
-"""File helpers: atomic writes, line-checked JSONL reading, hashing, the cache directory."""
+"""File helpers: atomic writes, line-checked JSON/JSONL/YAML reading, hashing, the cache directory."""
 
 from __future__ import annotations
 
@@ -75,6 +75,29 @@ def read_text(path: str | os.PathLike[str]) -> str:
     except OSError as exc:
         raise HarnessError(f"{path}: cannot read ({exc.strerror or exc})") from None
     return data.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def read_json(path: str | os.PathLike[str], invalid: str = "malformed JSON") -> Any:
+    """Parse a JSON file (read as :func:`read_text`); a syntax error is ``{path}:{line}: {invalid} (why)``."""
+    text = read_text(path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise HarnessError(f"{path}:{exc.lineno}: {invalid} ({exc.msg})") from None
+
+
+def read_yaml(path: str | os.PathLike[str], missing: str = "file not found") -> Any:
+    """Parse a YAML file; a missing file is ``{path}: {missing}``, a syntax error names the line."""
+    import yaml
+
+    try:
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise HarnessError(f"{path}: {missing}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise HarnessError(f"{path}{line}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
 
 
 def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]:

@@ -16,7 +16,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.io import read_text
+from harness.io import read_json
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +60,7 @@ def load_result(result: str | os.PathLike[str] | dict[str, Any]) -> tuple[dict[s
     path = Path(result)
     if not path.is_file():
         raise HarnessError(f"{path}: no such result file")
-    try:
-        obj = json.loads(read_text(path))
-    except json.JSONDecodeError as exc:
-        raise HarnessError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    obj = read_json(path, invalid="not valid JSON")
     if not isinstance(obj, dict):
         raise HarnessError(f"{path}: a result file is a JSON object")
     return obj, str(path)

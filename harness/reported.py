@@ -37,10 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from harness.errors import HarnessError
-from harness.io import atomic_write_text
+from harness.io import atomic_write_text, read_yaml
 from harness.results import SCHEMA_VERSION, default_output_path, load_result, validate_result
 
 log = logging.getLogger(__name__)
@@ -156,14 +154,7 @@ def _need(obj: dict[str, Any], key: str, where: str, path: Path) -> Any:
 def load_tables(path: str | Path = DEFAULT_TABLES) -> ReportedSource:
     """Read and check a reported-tables YAML file (one-line errors naming the table and row)."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise HarnessError(f"{path}: file not found") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise HarnessError(f"{path}{line}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise HarnessError(f"{path}: expected a mapping at the top level")
     source = str(_need(raw, "source", "the file", path)).strip()

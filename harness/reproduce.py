@@ -50,9 +50,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from harness.errors import HarnessError
+from harness.io import read_yaml
 from harness.results import load_result, slug, validate_result
 
 log = logging.getLogger(__name__)
@@ -134,14 +133,7 @@ def _as_list(value: Any) -> list[Any]:
 def load_recipes(path: str | Path = DEFAULT_RECIPES) -> list[Condition]:
     """Read a recipe file and expand it into conditions and cells (one-line errors)."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise HarnessError(f"{path}: recipe file not found") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise HarnessError(f"{path}{line}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    raw = read_yaml(path, missing="recipe file not found")
     if not isinstance(raw, dict) or not isinstance(raw.get("conditions"), list):
         raise HarnessError(f"{path}: expected a mapping with a 'conditions' list")
     if raw.get("version", 1) != 1:

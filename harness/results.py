@@ -23,13 +23,13 @@ measured rows.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.io import read_json
 
 SCHEMA_VERSION = 1
 
@@ -46,12 +46,7 @@ REPORTED_FIELDS = ("schema_version", "kind", "source", "task", "retriever", "met
 def load_result(path: str | Path) -> dict[str, Any]:
     """Read a result file; a file that is not JSON gives a one-line error naming it."""
     path = Path(path)
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise HarnessError(f"{path}: file not found") from None
-    except json.JSONDecodeError as exc:
-        raise HarnessError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    obj = read_json(path, invalid="not valid JSON")
     if not isinstance(obj, dict):
         raise HarnessError(f"{path}: expected a JSON object at the top level")
     return obj

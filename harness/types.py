@@ -78,6 +78,24 @@ class TaskData:
     ignore_identical_ids: bool = False
     provenance: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def from_instances(
+        cls,
+        instances: list[Instance],
+        metrics: tuple[str, ...],
+        provenance: dict[str, Any],
+        ignore_identical_ids: bool = False,
+    ) -> TaskData:
+        """An instance task: the instances' queries, in order, and their gold as the qrels."""
+        return cls(
+            queries=[inst.query for inst in instances],
+            qrels={inst.query.id: dict(inst.gold) for inst in instances},
+            instances=instances,
+            metrics=metrics,
+            ignore_identical_ids=ignore_identical_ids,
+            provenance=provenance,
+        )
+
 
 class Task(ABC):
     """A task family member, e.g. ``beir/scifact`` or ``niah``.

@@ -77,6 +77,25 @@ def check_depth(k: int, corpus_size: int) -> None:
         raise HarnessError(f"retrieval depth {k} is larger than the corpus ({corpus_size} documents)")
 
 
+def check_search(name: str, corpus: Mapping[str, Document], queries: Sequence[Query], k: int) -> None:
+    """The one-line errors of a first-stage ``search``: empty corpus, bad depth, no queries."""
+    if not corpus:
+        raise HarnessError(f"{name}: the corpus is empty")
+    check_depth(k, len(corpus))
+    if not queries:
+        raise HarnessError(f"{name}: no queries to search")
+
+
+def doc_id_ranks(doc_ids: Sequence[str]) -> np.ndarray:
+    """Each document's position in doc-id order: the ``tie_rank`` of :func:`top_k_indices`."""
+    import numpy as np
+
+    order = sorted(range(len(doc_ids)), key=doc_ids.__getitem__)
+    ranks = np.empty(len(order), dtype=np.int64)
+    ranks[order] = np.arange(len(order))
+    return ranks
+
+
 def top_k_indices(scores: np.ndarray, k: int, tie_rank: np.ndarray) -> np.ndarray:
     """Indices of the ``k`` best ``scores``, ordered by score descending then ``tie_rank``.
 
@@ -119,16 +138,13 @@ class BM25Index:
         show_progress: bool = False,
     ) -> None:
         bm25s = _bm25s()
-        import numpy as np
 
         if not doc_ids:
             raise HarnessError("cannot index an empty corpus")
         self.doc_ids = list(doc_ids)
         self.model = bm25s.BM25(k1=k1, b=b, method=method)
         self.model.index(list(doc_tokens), show_progress=show_progress)
-        order = sorted(range(len(self.doc_ids)), key=self.doc_ids.__getitem__)
-        self.tie_rank = np.empty(len(order), dtype=np.int64)
-        self.tie_rank[order] = np.arange(len(order))
+        self.tie_rank = doc_id_ranks(self.doc_ids)
 
     def __len__(self) -> int:
         return len(self.doc_ids)
@@ -254,26 +270,22 @@ class BM25Retriever(Retriever):
         )
         return [list(t) for t in tokens]
 
-    def build_index(self, docs: Sequence[Document]) -> BM25Index:
-        """Index ``docs`` (their :func:`document_text`)."""
+    def build_index(self, docs: Sequence[Document], *, progress: bool | None = None) -> BM25Index:
+        """Index ``docs`` (their :func:`document_text`); ``progress`` overrides ``show_progress``."""
         return BM25Index(
             [d.id for d in docs],
-            self.tokenize([document_text(d) for d in docs]),
+            self.tokenize([document_text(d) for d in docs], progress=progress),
             k1=self.k1,
             b=self.b,
             method=self.method,
-            show_progress=self.show_progress,
+            show_progress=self.show_progress if progress is None else progress,
         )
 
     # ------------------------------------------------------------------ Retriever contract
 
     def search(self, corpus: Mapping[str, Document], queries: Sequence[Query], k: int) -> Run:
         """Top ``k`` matching documents of ``corpus`` per query (see the module docstring)."""
-        if not corpus:
-            raise HarnessError("bm25: the corpus is empty")
-        check_depth(k, len(corpus))
-        if not queries:
-            raise HarnessError("bm25: no queries to search")
+        check_search("bm25", corpus, queries, k)
         index = self.build_index(list(corpus.values()))
         run: Run = {}
         empty = 0
@@ -290,13 +302,6 @@ class BM25Retriever(Retriever):
             if not instance.candidates:
                 yield {}
                 continue
-            index = BM25Index(
-                [d.id for d in instance.candidates],
-                self.tokenize([document_text(d) for d in instance.candidates], progress=False),
-                k1=self.k1,
-                b=self.b,
-                method=self.method,
-                show_progress=False,
-            )
+            index = self.build_index(instance.candidates, progress=False)
             scores = index.scores(self.tokenize([instance.query.text], progress=False)[0])
             yield {doc_id: float(s) for doc_id, s in zip(index.doc_ids, scores)}

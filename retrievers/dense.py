@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
+from harness.params import as_bool
 from harness.types import Document, Instance, Query, Retriever, Run
-from retrievers.bm25 import check_depth, document_text, progress_enabled, top_k_indices
+from retrievers.bm25 import check_search, doc_id_ranks, document_text, progress_enabled, top_k_indices
 
 if TYPE_CHECKING:
     import torch
@@ -264,17 +265,11 @@ class DenseRetriever(Retriever):
         import numpy as np
         import torch
 
-        if not corpus:
-            raise HarnessError("dense: the corpus is empty")
-        check_depth(k, len(corpus))
-        if not queries:
-            raise HarnessError("dense: no queries to search")
+        check_search("dense", corpus, queries, k)
         doc_ids = list(corpus)
         docs = self.encode([document_text(corpus[d]) for d in doc_ids], prefix=self.doc_prefix)
         qs = self.encode([q.text for q in queries], prefix=self.query_prefix, progress=False)
-        order = sorted(range(len(doc_ids)), key=doc_ids.__getitem__)
-        tie_rank = np.empty(len(order), dtype=np.int64)
-        tie_rank[order] = np.arange(len(order))
+        tie_rank = doc_id_ranks(doc_ids)
         run: Run = {}
         with torch.inference_mode():
             for q0 in range(0, len(queries), self.query_chunk):
@@ -309,11 +304,4 @@ class DenseRetriever(Retriever):
 
 
 def _as_bool(value: Any, name: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise HarnessError(f"dense: {name} must be true or false, got {value!r}")
+    return as_bool(value, f"dense: {name} must be true or false, got {value!r}")

@@ -125,6 +125,28 @@ def _as_text(value: Any, where: str, field: str) -> str:
     return value
 
 
+def _new_line_id(obj: dict[str, Any], where: str, kind: str, lines: dict[str, int]) -> str:
+    """The ``_id`` of a JSONL record that must hold ``_id`` and ``text``; ``lines`` maps the ids
+    seen so far to their line, so a duplicate names both lines."""
+    for required in ("_id", "text"):
+        if required not in obj:
+            raise HarnessError(f"{where}: missing required field {required!r}")
+    record_id = _as_id(obj["_id"], where, "_id")
+    if record_id in lines:
+        raise HarnessError(f"{where}: duplicate {kind} id {record_id!r} (first on line {lines[record_id]})")
+    return record_id
+
+
+def _new_row_id(row: dict[str, Any], where: str, kind: str, seen: Mapping[str, Any]) -> str:
+    """The ``_id`` of a Hub dataset row, which must be set and not among ``seen``."""
+    if row.get("_id") is None:
+        raise HarnessError(f"{where}: missing required field '_id'")
+    record_id = _as_id(row["_id"], where, "_id")
+    if record_id in seen:
+        raise HarnessError(f"{where}: duplicate {kind} id {record_id!r}")
+    return record_id
+
+
 # ---------------------------------------------------------------------------------------------
 # Local BEIR files
 # ---------------------------------------------------------------------------------------------
@@ -141,13 +163,7 @@ def read_beir_corpus(path: str | os.PathLike[str], show_progress: bool | None = 
     lines: dict[str, int] = {}
     for number, obj in _progress(iter_jsonl(path), "corpus", show_progress):
         where = f"{path}:{number}"
-        if "_id" not in obj:
-            raise HarnessError(f"{where}: missing required field '_id'")
-        if "text" not in obj:
-            raise HarnessError(f"{where}: missing required field 'text'")
-        doc_id = _as_id(obj["_id"], where, "_id")
-        if doc_id in corpus:
-            raise HarnessError(f"{where}: duplicate document id {doc_id!r} (first on line {lines[doc_id]})")
+        doc_id = _new_line_id(obj, where, "document", lines)
         title = obj.get("title")
         meta = {k: v for k, v in obj.items() if k not in ("_id", "title", "text")}
         corpus[doc_id] = Document(
@@ -166,12 +182,7 @@ def read_beir_queries(path: str | os.PathLike[str]) -> dict[str, Query]:
     lines: dict[str, int] = {}
     for number, obj in iter_jsonl(path):
         where = f"{path}:{number}"
-        for required in ("_id", "text"):
-            if required not in obj:
-                raise HarnessError(f"{where}: missing required field {required!r}")
-        qid = _as_id(obj["_id"], where, "_id")
-        if qid in queries:
-            raise HarnessError(f"{where}: duplicate query id {qid!r} (first on line {lines[qid]})")
+        qid = _new_line_id(obj, where, "query", lines)
         meta = {k: v for k, v in obj.items() if k not in ("_id", "text")}
         queries[qid] = Query(id=qid, text=_as_text(obj["text"], where, "text"), meta=meta)
         lines[qid] = number
@@ -402,23 +413,14 @@ def load_from_hub(
     corpus: dict[str, Document] = {}
     corpus_digest, corpus_update = _row_hasher()
     for index, row in enumerate(_iter_rows(corpus_ds, show_progress, "corpus")):
-        where = f"{corpus_repo}[corpus] row {index}"
-        if row.get("_id") is None:
-            raise HarnessError(f"{where}: missing required field '_id'")
-        doc_id = _as_id(row["_id"], where, "_id")
-        if doc_id in corpus:
-            raise HarnessError(f"{where}: duplicate document id {doc_id!r}")
+        doc_id = _new_row_id(row, f"{corpus_repo}[corpus] row {index}", "document", corpus)
         corpus_update(row)
         corpus[doc_id] = Document(id=doc_id, text=row.get("text") or "", title=row.get("title"))
     queries: dict[str, Query] = {}
     queries_digest, queries_update = _row_hasher()
     for index, row in enumerate(_iter_rows(queries_ds, False, "queries")):
         where = f"{corpus_repo}[queries] row {index}"
-        if row.get("_id") is None:
-            raise HarnessError(f"{where}: missing required field '_id'")
-        qid = _as_id(row["_id"], where, "_id")
-        if qid in queries:
-            raise HarnessError(f"{where}: duplicate query id {qid!r}")
+        qid = _new_row_id(row, where, "query", queries)
         queries_update(row)
         queries[qid] = Query(id=qid, text=_as_text(row.get("text"), where, "text"))
     rows: list[_QrelRow] = []

@@ -239,17 +239,34 @@ class _ClassicTask(Task):
         if params:
             raise HarnessError(f"task {self.family!r} takes no parameters; got {', '.join(sorted(params))}")
 
-    def _provenance(self, folder: Path, n_queries: int, n_docs: int, **extra: Any) -> dict[str, Any]:
-        return {
+    def _task_data(
+        self, folder: Path, queries: list[Query], qrels: Qrels, corpus: dict[str, Document], **extra: Any
+    ) -> TaskData:
+        """The judged ``queries`` (checked against ``corpus``) as a task, with provenance plus ``extra``;
+        ``self.files`` names the documents, queries and qrels files, in that order."""
+        docs_file, queries_file, qrels_file = self.files
+        evaluated, qrels = _check_qrels(
+            qrels, queries, corpus, folder / qrels_file, folder / queries_file, folder / docs_file
+        )
+        log.info("%s: %d documents, %d of %d queries judged", self.family, len(corpus), len(evaluated), len(queries))
+        provenance = {
             "source": str(folder.resolve()),
             "revision": None,
             "sha256": {name: sha256_file(folder / name) for name in self.files},
             "split": "test",
-            "n_queries": n_queries,
-            "n_docs": n_docs,
+            "n_queries": len(evaluated),
+            "n_docs": len(corpus),
             "ignore_identical_ids": False,
             **extra,
         }
+        return TaskData(
+            queries=evaluated,
+            qrels=qrels,
+            corpus=corpus,
+            metrics=self.metrics,
+            ignore_identical_ids=False,
+            provenance=provenance,
+        )
 
 
 class CranfieldTask(_ClassicTask):
@@ -263,23 +280,12 @@ class CranfieldTask(_ClassicTask):
         corpus = read_cranfield_docs(folder / "cran.all.1400")
         queries = read_cranfield_queries(folder / "cran.qry")
         qrels = read_cranfield_qrels(folder / "cranqrel")
-        evaluated, qrels = _check_qrels(
-            qrels, queries, corpus, folder / "cranqrel", folder / "cran.qry", folder / "cran.all.1400"
-        )
-        return TaskData(
-            queries=evaluated,
-            qrels=qrels,
-            corpus=corpus,
-            metrics=self.metrics,
-            ignore_identical_ids=False,
-            provenance=self._provenance(
-                folder,
-                len(evaluated),
-                len(corpus),
-                relevance=(
-                    "gain = 5 - Cleverdon code (1->4 ... 4->1); code -1 dropped; query ids = ordinals in cran.qry"
-                ),
-            ),
+        return self._task_data(
+            folder,
+            queries,
+            qrels,
+            corpus,
+            relevance="gain = 5 - Cleverdon code (1->4 ... 4->1); code -1 dropped; query ids = ordinals in cran.qry",
         )
 
 
@@ -340,21 +346,11 @@ class CacmTask(_ClassicTask):
             q: {cacm_doc_id(d): rel for d, rel in judged.items()}
             for q, judged in read_trec_qrels(folder / "qrels.cacm.txt").items()
         }
-        evaluated, qrels = _check_qrels(
-            qrels, queries, corpus, folder / "qrels.cacm.txt", folder / "topics.cacm.txt", folder / "cacm.tar.gz"
-        )
-        log.info("cacm: %d documents, %d of %d topics judged", len(corpus), len(evaluated), len(queries))
-        return TaskData(
-            queries=evaluated,
-            qrels=qrels,
-            corpus=corpus,
-            metrics=self.metrics,
-            ignore_identical_ids=False,
-            provenance=self._provenance(
-                folder,
-                len(evaluated),
-                len(corpus),
-                n_topics=len(queries),
-                relevance="binary TREC qrels; unjudged topics skipped",
-            ),
+        return self._task_data(
+            folder,
+            queries,
+            qrels,
+            corpus,
+            n_topics=len(queries),
+            relevance="binary TREC qrels; unjudged topics skipped",
         )

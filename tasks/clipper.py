@@ -44,7 +44,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -52,7 +51,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from harness.errors import HarnessError
-from harness.io import iter_jsonl, read_text, sha256_file
+from harness.io import iter_jsonl, read_json, read_text, sha256_file
+from harness.params import as_bool
 from harness.types import Document, Instance, Query, Task, TaskData
 from tasks.qa_scoring import parse_answer_tag
 
@@ -185,13 +185,7 @@ class ClipperTask(Task):
             n_books=len({inst.meta["context_id"] for inst in instances}),
             recall_over="both claims of each pair",
         )
-        return TaskData(
-            queries=[inst.query for inst in instances],
-            qrels={inst.query.id: dict(inst.gold) for inst in instances},
-            instances=instances,
-            metrics=self.metrics,
-            provenance=provenance,
-        )
+        return TaskData.from_instances(instances, self.metrics, provenance)
 
     def _download(self) -> tuple[Path, Path]:
         from huggingface_hub import hf_hub_download
@@ -336,10 +330,7 @@ class ClipperTask(Task):
 
     @staticmethod
     def _read_icr(path: Path) -> dict[str, tuple[Mapping[str, Any], str]]:
-        try:
-            entries = json.loads(read_text(path))
-        except json.JSONDecodeError as exc:
-            raise HarnessError(f"{path}:{exc.lineno}: malformed JSON ({exc.msg})") from None
+        entries = read_json(path)
         if not isinstance(entries, list):
             raise HarnessError(f"{path}: expected a JSON list of claims")
         out: dict[str, tuple[Mapping[str, Any], str]] = {}
@@ -481,14 +472,7 @@ class ClipperTask(Task):
 
 
 def _as_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise HarnessError(f"expected a boolean, got {value!r}")
+    return as_bool(value, f"expected a boolean, got {value!r}")
 
 
 def _read_rows(path: Path) -> Iterable[tuple[int, Mapping[str, Any]]]:
@@ -504,10 +488,7 @@ def _read_rows(path: Path) -> Iterable[tuple[int, Mapping[str, Any]]]:
         for number, row in iter_jsonl(path):
             yield number, row
     else:
-        try:
-            rows = json.loads(read_text(path))
-        except json.JSONDecodeError as exc:
-            raise HarnessError(f"{path}:{exc.lineno}: malformed JSON ({exc.msg})") from None
+        rows = read_json(path)
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             raise HarnessError(f"{path}: expected a JSON list of row objects")
         yield from enumerate(rows)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from harness.errors import HarnessError
-from harness.io import read_text, sha256_file
+from harness.io import read_json, sha256_file
 from harness.types import Document, Instance, Qrels, Query, Task, TaskData
 
 log = logging.getLogger(__name__)
@@ -43,10 +43,7 @@ def _item_id(value: Any, where: str, field: str) -> str:
 def read_icr_json(path: str | Path) -> tuple[list[Instance], int]:
     """Read an ICR/QRHead JSON file into instances; also return how many had no gold."""
     path = Path(path)
-    try:
-        items = json.loads(read_text(path))
-    except json.JSONDecodeError as exc:
-        raise HarnessError(f"{path}:{exc.lineno}: malformed JSON ({exc.msg})") from None
+    items = read_json(path)
     if not isinstance(items, list):
         raise HarnessError(f"{path}: expected a JSON list of instances, got {type(items).__name__}")
     if not items:
@@ -173,11 +170,9 @@ class IcrJsonTask(Task):
                 inst.gold = {d: rel for d, rel in external[inst.query.id].items() if rel > 0}
             instances = [inst for inst in instances if inst.gold]
             sha[Path(qrels_path).name] = sha256_file(qrels_path)
-        return TaskData(
-            queries=[inst.query for inst in instances],
-            qrels={inst.query.id: dict(inst.gold) for inst in instances},
-            instances=instances,
-            metrics=self.metrics,
+        return TaskData.from_instances(
+            instances,
+            self.metrics,
             ignore_identical_ids=bool(self.params.get("ignore_identical_ids", False)),
             provenance={
                 "source": str(path.resolve()),

@@ -58,7 +58,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from harness.errors import HarnessError
-from harness.io import read_text, sha256_file
+from harness.io import read_json, sha256_file
 from harness.types import Document, Instance, Query, Task, TaskData
 from tasks.qa_scoring import answer_contained, judge_says_yes, judge_template_name, longmemeval_judge_prompt
 
@@ -244,10 +244,7 @@ class LongMemEvalTask(Task):
 
     def load(self) -> TaskData:
         path, source = self._source_file()
-        try:
-            entries = json.loads(read_text(path))
-        except json.JSONDecodeError as exc:
-            raise HarnessError(f"{path}:{exc.lineno}: malformed JSON ({exc.msg})") from None
+        entries = read_json(path)
         if not isinstance(entries, list):
             raise HarnessError(f"{path}: expected a JSON list of questions, got {type(entries).__name__}")
         if (
@@ -310,13 +307,7 @@ class LongMemEvalTask(Task):
         }
         if limit is not None:
             provenance["limit"] = int(limit)
-        return TaskData(
-            queries=[inst.query for inst in instances],
-            qrels={inst.query.id: dict(inst.gold) for inst in instances},
-            instances=instances,
-            metrics=self.metrics,
-            provenance=provenance,
-        )
+        return TaskData.from_instances(instances, self.metrics, provenance)
 
     # -- generation ----------------------------------------------------------------------------
     def generation_prompt(self, instance: Instance, docs: Sequence[Document]) -> list[dict[str, str]]:

@@ -31,14 +31,13 @@ removed, then scored against every gold answer.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 from harness.errors import HarnessError
-from harness.io import iter_jsonl, read_text, sha256_file
+from harness.io import iter_jsonl, read_json, sha256_file
 from harness.types import Document, Instance, Query, Task, TaskData
 from tasks.qa_scoring import exact_match, f1_score, max_over_answers
 
@@ -197,10 +196,7 @@ class MultiHopTask(Task):
             raise HarnessError(f"{path}: no such file")
         if path.suffix == ".jsonl":
             return [obj for _, obj in iter_jsonl(path)]
-        try:
-            entries = json.loads(read_text(path))
-        except json.JSONDecodeError as exc:
-            raise HarnessError(f"{path}:{exc.lineno}: malformed JSON ({exc.msg})") from None
+        entries = read_json(path)
         if not isinstance(entries, list):
             raise HarnessError(f"{path}: expected a JSON list of questions, got {type(entries).__name__}")
         return entries
@@ -281,13 +277,7 @@ class MultiHopTask(Task):
         )
         if limit is not None:
             provenance["limit"] = int(limit)
-        return TaskData(
-            queries=[inst.query for inst in instances],
-            qrels={inst.query.id: dict(inst.gold) for inst in instances},
-            instances=instances,
-            metrics=self.metrics,
-            provenance=provenance,
-        )
+        return TaskData.from_instances(instances, self.metrics, provenance)
 
     def generation_prompt(self, instance: Instance, docs: Sequence[Document]) -> list[dict[str, str]]:
         """The QA prompt over ``docs`` in the order given."""

@@ -354,12 +354,9 @@ class NiahTask(Task):
             if isinstance(self.tokenizer_spec, (str, type(None)))
             else type(self.tokenizer_spec).__name__
         )
-        return TaskData(
-            queries=[inst.query for inst in instances],
-            qrels={inst.query.id: dict(inst.gold) for inst in instances},
-            instances=instances,
-            metrics=self.metrics,
-            ignore_identical_ids=False,
+        return TaskData.from_instances(
+            instances,
+            self.metrics,
             provenance={
                 "source": source,
                 "revision": None,

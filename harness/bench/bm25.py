@@ -29,12 +29,12 @@ import logging
 import os
 import platform
 import re
-import sys
 import tarfile
 import time
 from pathlib import Path
 from typing import Any
 
+from harness.bench._common import add_output_arguments, cpu_model, load_average_1m, write_and_print
 from harness.errors import HarnessError
 
 log = logging.getLogger(__name__)
@@ -193,12 +193,10 @@ def rank_bm25_top_k(
     import numpy as np
     from rank_bm25 import BM25Okapi
 
-    from retrievers.bm25 import top_k_indices
+    from retrievers.bm25 import doc_id_ranks, top_k_indices
 
     model = BM25Okapi(doc_tokens, k1=k1, b=b, epsilon=0.0)
-    order = sorted(range(len(doc_ids)), key=doc_ids.__getitem__)
-    tie_rank = np.empty(len(order), dtype=np.int64)
-    tie_rank[order] = np.arange(len(order))
+    tie_rank = doc_id_ranks(doc_ids)
     return [[doc_ids[i] for i in top_k_indices(np.asarray(model.get_scores(q)), k, tie_rank)] for q in query_tokens]
 
 
@@ -215,14 +213,6 @@ def machine() -> dict[str, Any]:
     bm25s = _bm25s()
     import numpy
 
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     try:
         from importlib.metadata import version
 
@@ -230,14 +220,14 @@ def machine() -> dict[str, Any]:
     except Exception:  # noqa: BLE001 - only informative
         rank_bm25_version = "unknown"
     return {
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "bm25s": bm25s.__version__,
         "rank_bm25": rank_bm25_version,
         "numpy": numpy.__version__,
-        "load_average_1m_at_start": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+        "load_average_1m_at_start": load_average_1m(),
     }
 
 
@@ -361,13 +351,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--b", type=float, default=0.4)
     parser.add_argument("--max-queries", "--max_queries", type=int, default=None, help="evenly spaced subset of queries (quick check)")
     parser.add_argument("--repeats", type=int, default=3, help="timing rounds; the best time of each counts (default 3)")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    parser.add_argument("--output", type=Path, default=None, help="write the JSON here (and a .md summary next to it)")
+    add_output_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark; print a summary (or JSON) and optionally write the record."""
-    from harness.io import atomic_write_json, atomic_write_text, check_writable
+    from harness.io import check_writable
 
     if args.depth <= 0:
         raise HarnessError(f"--depth {args.depth} must be at least 1")
@@ -388,24 +377,5 @@ def run(args: argparse.Namespace) -> int:
         max_queries=args.max_queries,
         repeats=args.repeats,
     )
-    if args.output is not None:
-        atomic_write_json(args.output, result)
-        atomic_write_text(Path(args.output).with_suffix(".md"), markdown(result))
-    sys.stdout.write(json.dumps(result, indent=2) + "\n" if args.json else markdown(result))
-    return 0
+    return write_and_print(args, result, markdown(result))
 
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m harness.bench.bm25`` while the ``harness`` CLI does not exist yet."""
-    parser = argparse.ArgumentParser(prog="harness bench bm25", description=__doc__.split("\n")[0])
-    add_arguments(parser)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        return run(parser.parse_args(argv))
-    except HarnessError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

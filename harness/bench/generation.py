@@ -20,16 +20,21 @@ What is timed
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from harness.bench._common import (
+    add_output_arguments,
+    cpu_model,
+    load_average_1m,
+    require_at_least_one,
+    write_and_print,
+)
 from harness.errors import HarnessError
 
 log = logging.getLogger(__name__)
@@ -59,20 +64,12 @@ def machine(device: str) -> dict[str, Any]:
     import torch
     import transformers
 
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     gpu = torch.cuda.get_device_name(0) if device.startswith("cuda") and torch.cuda.is_available() else None
     return {
-        "cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "gpu": gpu,
+        "cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "gpu": gpu,
         "platform": platform.platform(), "python": platform.python_version(),
         "torch": torch.__version__, "transformers": transformers.__version__,
-        "load_average_1m_at_start": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+        "load_average_1m_at_start": load_average_1m(),
     }
 
 
@@ -139,7 +136,7 @@ def benchmark(model: str = "smollm2-135m", *, n_prompts: int = 16, max_tokens: i
         "identical_answers": sum(a == b for a, b in zip(texts["batched"], texts["one_by_one"])),
         "cache": {"cold_seconds": round(cold, 3), "warm_seconds": round(warm, 4), "hits": hits,
                   "prompts": n_prompts, "speedup": round(cold / warm, 1) if warm > 0 else None},
-        "machine": {**host, "load_average_1m_at_end": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None},
+        "machine": {**host, "load_average_1m_at_end": load_average_1m()},
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
@@ -183,39 +180,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=2, help="timing rounds; the best time counts (default 2)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, auto")
     parser.add_argument("--dtype", default=None, help="float32 / bfloat16 / float16 (default: fp32 on CPU, bf16 on CUDA)")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    parser.add_argument("--output", type=Path, default=None, help="write the JSON here (and a .md summary next to it)")
+    add_output_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark; print a summary (or JSON) and optionally write the record."""
-    from harness.io import atomic_write_json, atomic_write_text, check_writable
+    from harness.io import check_writable
 
-    for name in ("max_tokens", "batch_size", "repeats"):
-        if getattr(args, name) < 1:
-            raise HarnessError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    require_at_least_one(args, ("max_tokens", "batch_size", "repeats"))
     if args.output is not None:
         check_writable(args.output)
     result = benchmark(args.model, n_prompts=args.prompts, max_tokens=args.max_tokens, batch_size=args.batch_size,
                        repeats=args.repeats, device=None if args.device == "auto" else args.device, dtype=args.dtype)
-    if args.output is not None:
-        atomic_write_json(args.output, result)
-        atomic_write_text(Path(args.output).with_suffix(".md"), markdown(result))
-    sys.stdout.write(json.dumps(result, indent=2) + "\n" if args.json else markdown(result))
-    return 0
+    return write_and_print(args, result, markdown(result))
 
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m harness.bench.generation``."""
-    parser = argparse.ArgumentParser(prog="harness bench generation", description=__doc__.split("\n")[0])
-    add_arguments(parser)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        return run(parser.parse_args(argv))
-    except HarnessError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

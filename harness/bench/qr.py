@@ -80,6 +80,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.bench._common import add_output_arguments, cpu_model, require_at_least_one, write_and_print
 from harness.errors import HarnessError
 
 log = logging.getLogger(__name__)
@@ -539,14 +540,6 @@ def machine(device: str) -> dict[str, Any]:
     import torch
     import transformers
 
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     mem_gib = None
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -556,7 +549,7 @@ def machine(device: str) -> dict[str, Any]:
         pass
     gpu = torch.cuda.get_device_name(0) if device.startswith("cuda") and torch.cuda.is_available() else None
     return {
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "memory_gib": mem_gib,
@@ -846,15 +839,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--threads", type=int, default=None, help="torch CPU threads per method (default: torch's, one per core)"
     )
     parser.add_argument("--note", action="append", default=[], help="a note for the record (repeatable)")
-    parser.add_argument("--json", action="store_true", help="print the rows as a JSON list")
-    parser.add_argument(
-        "--output", type=Path, default=None, help="write the record as JSON here (and a .md summary next to it)"
-    )
+    add_output_arguments(parser, json_help="print the rows as a JSON list")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark; print a summary (or the JSON rows) and optionally write the record."""
-    from harness.io import atomic_write_json, atomic_write_text, check_writable
+    from harness.io import check_writable
 
     lengths = _int_list(args.lengths, "--lengths")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -865,9 +855,7 @@ def run(args: argparse.Namespace) -> int:
             raise unknown_name("method", m, list(METHODS))
     if not methods:
         raise HarnessError("--methods: empty list")
-    for name in ("repeats", "queries", "chunk_words", *(["threads"] if args.threads is not None else [])):
-        if getattr(args, name) < 1:
-            raise HarnessError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    require_at_least_one(args, ("repeats", "queries", "chunk_words", *(["threads"] if args.threads is not None else [])))
     if args.queries > len(QUERIES):
         raise HarnessError(f"--queries must be at most {len(QUERIES)}, got {args.queries}")
     if args.warmup < 0:
@@ -883,28 +871,22 @@ def run(args: argparse.Namespace) -> int:
         chunk_words=args.chunk_words, isolate=args.isolate, worker_timeout=args.worker_timeout, threads=args.threads,
         notes=args.note,
     )  # fmt: skip
-    if args.output is not None:
-        atomic_write_json(args.output, record)
-        atomic_write_text(Path(args.output).with_suffix(".md"), markdown(record))
-    sys.stdout.write(json.dumps(record["rows"], indent=2) + "\n" if args.json else markdown(record))
-    return 0
+    return write_and_print(args, record, markdown(record), printed=record["rows"])
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m harness.bench.qr``; ``--worker SPEC`` runs one isolated measurement."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+def _worker_main(argv: list[str]) -> int:
+    """``python -m harness.bench.qr --worker SPEC``: one isolated measurement for :func:`run_isolated`,
+    its JSON on stdout; a failure is one ``error: ...`` line on stderr (``harness bench qr`` is the CLI)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
-        if argv[:1] == ["--worker"]:
-            sys.stdout.write(json.dumps(worker(json.loads(argv[1]))) + "\n")
-            return 0
-        parser = argparse.ArgumentParser(prog="harness bench qr", description=__doc__.split("\n")[0])
-        add_arguments(parser)
-        return run(parser.parse_args(argv))
+        if argv[:1] != ["--worker"] or len(argv) != 2:
+            raise HarnessError("usage: python -m harness.bench.qr --worker SPEC (run the benchmark with: harness bench qr)")
+        sys.stdout.write(json.dumps(worker(json.loads(argv[1]))) + "\n")
+        return 0
     except HarnessError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(_worker_main(sys.argv[1:]))

@@ -16,7 +16,6 @@ Default (``heads=None``): the paper models use ``nq``; the offline aliases use
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 from collections.abc import Sequence
@@ -166,12 +165,9 @@ def validate_heads(heads: Sequence[Head], shape: ModelShape, *, where: str) -> N
 
 def load_head_file(path: str | os.PathLike[str]) -> tuple[list[Head], dict[str, Any]]:
     """Read a head file; return its first ``top`` heads and the whole object."""
-    from harness.io import read_text
+    from harness.io import read_json
 
-    try:
-        obj = json.loads(read_text(path))
-    except json.JSONDecodeError as exc:
-        raise HarnessError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    obj = read_json(path, invalid="not valid JSON")
     if not isinstance(obj, dict) or not isinstance(obj.get("heads"), list) or not obj["heads"]:
         raise HarnessError(f"{path}: field 'heads' must be a non-empty list of ['layer-head', score]")
     top = obj.get("top", len(obj["heads"]))
