@@ -22,8 +22,8 @@ if [[ $step == all || $step == classic ]]; then
     excl="--exclude-queries $ids"
     # 64 of the remaining Cranfield queries (seed 42; CPU time), all 52 judged CACM topics.
     excl="$excl --max-queries 64"
-    [[ -f results/cranfield/bm25__excl-cranfield-detection-queries.json ]] || $H run --task cranfield --retriever bm25 $excl
-    [[ -f results/cranfield/dense__minilm__excl-cranfield-detection-queries.json ]] || $H run --task cranfield --retriever dense $excl
+    [[ -f results/cranfield/bm25__excl-cranfield-detection-queries__q64-seed42.json ]] || $H run --task cranfield --retriever bm25 $excl
+    [[ -f results/cranfield/dense__minilm__excl-cranfield-detection-queries__q64-seed42.json ]] || $H run --task cranfield --retriever dense $excl
     for r in qr icr; do
       $H run --task cranfield --retriever $r --model "$model" --first-stage bm25 --depth 20 --truncate-words 250 $excl
       # CACM text is token-dense (numbers, codes): 150 words keep 20 documents under 8K tokens.
