@@ -13,7 +13,8 @@ Rules:
   queries both evaluated (paired randomization test on the main metric, Holm-corrected over
   the rows of the task): ``▲``/``▼`` mark a significant gain/loss at 0.05;
 - re-rankers show their first stage and its recall at the re-ranking depth (the ceiling);
-- family averages are shown only for rows that cover every task of the family.
+- family averages are shown only for rows that cover every task of the family;
+- measured rows are grouped by base model (retrievers without a model first).
 """
 
 from __future__ import annotations
@@ -193,7 +194,9 @@ def build(root: str | Path) -> tuple[str, str, list[dict[str, Any]]]:
                 md.append("")
                 header = ["Retriever", "First stage (ceiling)", "n", *metric_names, "sig.", "file"]
                 md += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-                for r in sorted(measured, key=lambda r: -r.result["metrics"].get(main, float("-inf"))):
+                # Grouped by base model (model-free retrievers first), best first within a group.
+                for r in sorted(measured, key=lambda r: (str(r.result["retriever"].get("model") or ""),
+                                                         -r.result["metrics"].get(main, float("-inf")))):
                     fs = r.result.get("first_stage")
                     ceiling = "–"
                     if fs:
