@@ -88,6 +88,15 @@ class Row:
         )
 
 
+#: Per-query diagnostics kept in result files but left out of the leaderboard tables.
+HIDDEN_PREFIXES = ("parse_invalid", "parse_missing", "parse_none", "parse_partial", "rankgpt_")
+
+
+def _shown(metric: str) -> bool:
+    """Table columns: headline metrics, not per-type breakdowns (``accuracy/x``) or diagnostics."""
+    return "/" not in metric and not metric.startswith(HIDDEN_PREFIXES)
+
+
 def main_metric(family: str, metrics: dict[str, float]) -> str | None:
     name = MAIN_METRIC.get(family, "nDCG@10")
     if name in metrics:
@@ -184,7 +193,7 @@ def build(root: str | Path) -> tuple[str, str, list[dict[str, Any]]]:
                 for r in reported:  # shown in the family's reported matrix
                     csv_rows.append(_reported_csv(r, task))
                 continue
-            metric_names = sorted({m for r in task_rows for m in r.result["metrics"] if "/" not in m})
+            metric_names = sorted({m for r in task_rows for m in r.result["metrics"] if _shown(m)})
             main = main_metric(family, {m: 0.0 for m in metric_names}) or ""
             marks = _significance(measured, main) if measured else {}
             md += [f"### {task}", ""]
