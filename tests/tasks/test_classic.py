@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import shutil
+import tempfile
 import tarfile
 from collections import Counter
 from pathlib import Path
@@ -23,7 +24,12 @@ from tasks.classic import (
 )
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
-CRAN_TINY = FIXTURES / "cranfield_tiny"
+# Hand-written records in Cranfield's format; stored under neutral names and laid out as a
+# Cranfield folder (cran.all.1400, cran.qry, cranqrel) at import.
+_CRAN_SOURCE = FIXTURES / "cranfield_tiny"
+CRAN_TINY = Path(tempfile.mkdtemp(prefix="cranfield-tiny-"))
+for _src, _dst in (("docs.txt", "cran.all.1400"), ("queries.txt", "cran.qry"), ("qrels.txt", "cranqrel")):
+    shutil.copyfile(_CRAN_SOURCE / _src, CRAN_TINY / _dst)
 
 
 # --- Cranfield ---------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from harness.registry import make_task
 from tasks.multihop import HotpotQATask, MusiqueTask, TwoWikiTask, extract_answer, join_sentences
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "multihop"
-HOTPOT = FIXTURES / "hotpot_dev_distractor_tiny.json"
+HOTPOT = FIXTURES / "hotpotqa_tiny.json"
 
 
 def test_registry_names_map_to_the_three_classes():
