@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 import shutil
-import tempfile
 import tarfile
+import tempfile
 from collections import Counter
 from pathlib import Path
 
