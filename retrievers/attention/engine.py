@@ -350,16 +350,25 @@ class AttentionEngine:
         self, enc: EncodedContext, docs: Sequence[Document], *, query_ids: Sequence[str] | None = None
     ) -> torch.Tensor:
         """:meth:`doc_scores` from already tokenised prompts (benchmarks time this part)."""
-        null, per_query = self.attention_rows(enc, per_head=False)
+        scores = torch.cat(self._masked_sums(enc, docs, query_ids, per_head=False)).cpu()
+        self._check_finite(scores, docs, query_ids)
+        return scores
+
+    def _masked_sums(
+        self, enc: EncodedContext, docs: Sequence[Document], query_ids: Sequence[str] | None, *, per_head: bool
+    ) -> list[torch.Tensor]:
+        """Per query: calibrate (``S_q − S_null``), check finiteness, mask and sum per document.
+
+        Rows are head-summed (``[1, n_docs]``) or one per selected head (``[|H|, n_docs]``).
+        """
+        null, per_query = self.attention_rows(enc, per_head=per_head)
         segments = DocSegments.from_spans(enc.doc_tokens, device=null.device)
-        rows = []
+        sums = []
         for qi, sq in enumerate(per_query):
             calibrated = sq - null
             self._check_finite_tokens(calibrated, segments, qi, docs, query_ids)
-            rows.append(masked_doc_sums(calibrated, segments))
-        scores = torch.cat(rows).cpu()
-        self._check_finite(scores, docs, query_ids)
-        return scores
+            sums.append(masked_doc_sums(calibrated, segments))
+        return sums
 
     def score_heads(
         self,
@@ -379,15 +388,10 @@ class AttentionEngine:
         if not docs or not queries:
             return out
         enc = self.encode(docs, queries, query_ids=query_ids, truncate_words=truncate_words)
-        null, per_query = self.attention_rows(enc, per_head=True)
-        segments = DocSegments.from_spans(enc.doc_tokens, device=null.device)
         layer_idx = torch.tensor([layer for layer, _ in self.heads])
         head_idx = torch.tensor([h for _, h in self.heads])
-        for qi, sq in enumerate(per_query):
-            calibrated = sq - null
-            self._check_finite_tokens(calibrated, segments, qi, docs, query_ids)
-            per_head = masked_doc_sums(calibrated, segments).cpu()  # [|H|, n_docs]
-            out[qi][:, layer_idx, head_idx] = per_head.T
+        for qi, per_head in enumerate(self._masked_sums(enc, docs, query_ids, per_head=True)):
+            out[qi][:, layer_idx, head_idx] = per_head.cpu().T  # per_head: [|H|, n_docs]
         self._check_finite(out, docs, query_ids)
         return out
 
