@@ -12,9 +12,9 @@ from pathlib import Path
 
 from harness.commands._common import parse_assignments, positive_int
 from harness.errors import HarnessError
-from harness.io import atomic_write_json, check_writable, sha256_json
+from harness.io import atomic_write_json, cache_dir, check_writable, sha256_json
 from harness.registry import make_task
-from harness.runner import build_instances, build_retriever, select_queries
+from harness.runner import ResumeFile, build_instances, build_retriever, select_queries
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -57,10 +57,11 @@ def main(args: argparse.Namespace) -> int:
         keep = {q.id for q in queries}
         instances = [inst for inst in data.instances or [] if inst.query.id in keep]
     qrels = {q.id: data.qrels.get(q.id, {}) for q in queries}
+    resume = ResumeFile(cache_dir("detect") / f"{_detection_hash(args, task.id, data.provenance, instances)}.jsonl")
     head_file = detect_heads(
         args.model, instances, qrels, objective=args.objective, top=args.top, shuffle=not args.no_shuffle,
         seed=args.seed, truncate_words=args.truncate_words, data=task.id, dtype=args.dtype, device=args.device,
-        show_progress=not args.no_progress,
+        show_progress=not args.no_progress, resume=resume,
     )
     head_file["task"] = {"id": task.id, **{k: v for k, v in data.provenance.items() if k in ("source", "sha256", "split")}}
     head_file["query_ids"] = [q.id for q in queries]
@@ -72,3 +73,13 @@ def main(args: argparse.Namespace) -> int:
     print(f"top {head_file['top']} heads of {head_file['model']} on {task.id} ({head_file['n']} queries): {best}")
     print(f"wrote {args.output}", file=sys.stderr)
     return 0
+
+
+def _detection_hash(args: argparse.Namespace, task_id: str, provenance: dict, instances: list) -> str:
+    """Key of the resume file: everything that changes a query's head values."""
+    return sha256_json({
+        "model": args.model, "task": task_id, "data": provenance.get("sha256"), "objective": args.objective,
+        "seed": args.seed, "shuffle": not args.no_shuffle, "truncate_words": args.truncate_words,
+        "dtype": args.dtype, "first_stage": args.first_stage, "depth": args.depth,
+        "instances": [[inst.query.id, inst.query.text, [d.id for d in inst.candidates]] for inst in instances],
+    })[:24]

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from harness.errors import HarnessError, unknown_name
+from harness.runner import ResumeFile
 from harness.types import Instance, Qrels
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,20 @@ def ndcg_at_k(scores: torch.Tensor, rels: torch.Tensor, ideal: Sequence[float], 
     return dcg / idcg if idcg > 0 else torch.zeros_like(dcg)
 
 
+def _head_values(
+    engine: Any, inst: Instance, docs: list[Any], relevant: dict[str, int], objective: str,
+    truncate_words: int | None, n_cells: int,
+) -> torch.Tensor:
+    """The objective of every head on one instance, ``[layers * heads]`` float64."""
+    heads = engine.score_heads(docs, [inst.query.text], query_ids=[inst.query.id], truncate_words=truncate_words)
+    per_doc = heads[0].reshape(len(docs), n_cells)  # [n_docs, L*H]
+    rels = torch.tensor([float(relevant.get(d.id, 0)) for d in docs], dtype=torch.float64)
+    if objective == "gold-mass":
+        return (per_doc * (rels > 0).to(torch.float64)[:, None]).sum(dim=0)
+    by_id = sorted(range(len(docs)), key=lambda i: docs[i].id)
+    return ndcg_at_k(per_doc[by_id], rels[by_id], [float(r) for r in relevant.values()])
+
+
 def detect_heads(
     model: Any,
     instances: Sequence[Instance],
@@ -73,12 +88,15 @@ def detect_heads(
     show_progress: bool = True,
     dtype: str | None = None,
     device: str | None = None,
+    resume: ResumeFile | None = None,
 ) -> dict[str, Any]:
     """Detect the query-focused retrieval heads of ``model`` (a spec, or a loaded model with ``tokenizer``).
 
     Candidates are shuffled per instance with one ``random.Random(seed)`` (the reference code's
     ``random.seed(42)`` then ``random.shuffle`` per instance) unless ``shuffle`` is off or the
     instance's ``meta["order"] == "natural"``. ``qrels`` default to each instance's ``gold``.
+    With ``resume``, each query's head values are appended as soon as they are computed and
+    queries already in the file are not run again (an interrupted detection resumes).
     """
     if objective not in OBJECTIVES:
         raise unknown_name("detection objective", objective, OBJECTIVES)
@@ -124,21 +142,22 @@ def detect_heads(
             if not docs:
                 used += 1
                 continue
-            heads = engine.score_heads(
-                docs, [inst.query.text], query_ids=[inst.query.id], truncate_words=truncate_words
-            )
-            per_doc = heads[0].reshape(len(docs), n_l * n_h)  # [n_docs, L*H]
-            rels = torch.tensor([float(relevant.get(d.id, 0)) for d in docs], dtype=torch.float64)
-            if objective == "gold-mass":
-                value = (per_doc * (rels > 0).to(torch.float64)[:, None]).sum(dim=0)
+            if resume is not None and inst.query.id in resume.done:
+                saved = resume.done[inst.query.id]["scores"]
+                value = torch.tensor([saved[f"{layer}-{h}"] for layer in range(n_l) for h in range(n_h)],
+                                     dtype=torch.float64)
             else:
-                by_id = sorted(range(len(docs)), key=lambda i: docs[i].id)
-                value = ndcg_at_k(per_doc[by_id], rels[by_id], [float(r) for r in relevant.values()])
+                value = _head_values(engine, inst, docs, relevant, objective, truncate_words, n_l * n_h)
+                if resume is not None:
+                    names = [f"{layer}-{h}" for layer in range(n_l) for h in range(n_h)]
+                    resume.append(inst.query.id, dict(zip(names, value.tolist())), None)
             total += value.reshape(n_l, n_h)
             used += 1
     finally:
         if bar is not None:
             bar.close()
+        if resume is not None:
+            resume.close()
     if used == 0:
         raise HarnessError(f"detect_heads: no usable query among {len(instances)} (none has relevant documents)")
     mean = total / used

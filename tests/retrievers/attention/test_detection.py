@@ -89,3 +89,27 @@ def test_detection_shuffle_is_seeded_and_bad_objective_refused(setup):
         detect_heads(model, instances, QRELS, tokenizer=tokenizer(), objective="ndgc")
     with pytest.raises(HarnessError, match="no usable query"):
         detect_heads(model, instances[3:], QRELS, tokenizer=tokenizer())
+
+
+def test_interrupted_detection_resumes_from_its_file(setup, tmp_path):
+    """Queries already in the resume file are read back, not run again; the result is unchanged."""
+    from harness.runner import ResumeFile
+
+    model, instances, _ = setup
+    path = tmp_path / "detect.jsonl"
+    whole = detect_heads(model, instances, QRELS, tokenizer=tokenizer(), shuffle=True, seed=3)
+    # An "interrupted" run: only the first two queries finished.
+    detect_heads(model, instances[:2], QRELS, tokenizer=tokenizer(), shuffle=True, seed=3, resume=ResumeFile(path))
+    assert len(path.read_text().splitlines()) == 2
+    resumed = detect_heads(model, instances, QRELS, tokenizer=tokenizer(), shuffle=True, seed=3,
+                           resume=ResumeFile(path))
+    assert len(path.read_text().splitlines()) == 3  # q4 has no qrels: skipped, never run
+    for (name_a, a), (name_b, b) in zip(whole["heads"], resumed["heads"]):
+        assert name_a == name_b and a == pytest.approx(b, rel=1e-9)
+    # The saved values really are used: tamper with one and the mean moves.
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    rows[0]["scores"]["0-0"] += 3
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tampered = detect_heads(model, instances, QRELS, tokenizer=tokenizer(), shuffle=True, seed=3,
+                            resume=ResumeFile(path))
+    assert dict(tampered["heads"])["0-0"] == pytest.approx(dict(whole["heads"])["0-0"] + 1.0)
