@@ -145,6 +145,8 @@ class ClipperTask(Task):
     metrics: ClassVar[tuple[str, ...]] = ("R@3", "R@5", "R_all@5", "R_any@5")
     supports_generation: ClassVar[bool] = True
     max_tokens: ClassVar[int] = 1000
+    #: ``--max-queries N`` samples N claim pairs (both claims of each), never single claims.
+    sample_group: ClassVar[str] = "pair_id"
 
     def __init__(self, name: str | None = None, data: str | None = None, **params: Any) -> None:
         super().__init__(name=name, data=data, **params)

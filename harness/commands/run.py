@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", help="local files of the task in their original format, instead of the hub")
     p.add_argument("--first-stage", help="first-stage retriever whose top --depth candidates are re-ranked (default bm25 for re-rankers)")
     p.add_argument("--depth", type=int, help="first-stage depth (BEIR default 200); for first-stage runs, how many to keep")
-    p.add_argument("--max-queries", type=positive_int, help="sample this many queries (0 = all; BEIR default 512)")
+    p.add_argument("--max-queries", type=positive_int, help="sample this many queries (0 = all; BEIR default 512; CLIPPER: claim pairs)")
     p.add_argument("--exclude-queries", metavar="FILE", help="leave out these queries: a head file (its query_ids) or one id per line")
     p.add_argument("--seed", type=int, default=42, help="sampling seed (default 42, as the paper)")
     p.add_argument("--truncate-words", type=positive_int, help="keep the first W words of each candidate (BEIR re-ranking default 400)")

@@ -182,3 +182,17 @@ def test_shared_clipper_sample_counts(shared_data):
     assert verified["pairs_per_file"]["kafka_metamorphosis/multiple"] == 9
     assert verified["pairs_per_file"]["wells_time/multiple"] == 14
     assert verified["n_pairs"] == 100 and verified["n_dropped_unverified"] == 3
+
+
+def test_max_queries_samples_whole_pairs():
+    """``--max-queries 1`` keeps one pair with both its claims, never a lone claim."""
+    from harness.runner import select_queries
+
+    task = make_task("clipper", data=str(FIXTURES / "csv"))
+    data = task.load()
+    for seed in range(6):
+        queries, available = select_queries(task, data, 1, seed)
+        assert available == 4 and len(queries) == 2
+        assert queries[0].meta["pair_id"] == queries[1].meta["pair_id"]
+        assert {q.meta["label"] for q in queries} == {"true", "false"}
+    assert len(select_queries(task, data, 2, 0)[0]) == 4
