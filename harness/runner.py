@@ -211,6 +211,7 @@ def score_with_resume(
 ) -> Run:
     """Score the instances not yet in ``resume``, appending each as soon as it is scored."""
     todo = [inst for inst in instances if inst.query.id not in resume.done]
+    retriever.check(todo)
     try:
         chunks = [todo[i : i + chunk] for i in range(0, len(todo), chunk)]
         bar = _progress(chunks, show_progress and len(chunks) > 1, f"scoring ({retriever.name})")

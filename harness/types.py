@@ -170,6 +170,14 @@ class Retriever(ABC):
     def score(self, instances: Sequence[Instance]) -> Iterator[dict[str, float]]:
         """Yield ``{doc_id: score}`` for each instance, in order. Higher is better."""
 
+    def check(self, instances: Sequence[Instance]) -> None:
+        """Refuse, before any scoring starts, instances this retriever cannot score.
+
+        Raise :class:`~harness.errors.HarnessError` (for example a prompt longer than the
+        model's context) so that a long run fails in seconds, not when it reaches that query.
+        The default accepts everything.
+        """
+
     def search(self, corpus: Mapping[str, Document], queries: Sequence[Query], k: int) -> Run:
         """Return the top ``k`` documents of ``corpus`` for each query."""
         raise NotImplementedError(f"retriever {self.name!r} cannot search a whole corpus")

@@ -184,6 +184,14 @@ class QRRetriever(Retriever):
             return list(instance.candidates)
         return list(reversed(instance.candidates))
 
+    def check(self, instances: Sequence[Instance]) -> None:
+        """Tokenise every prompt up front: one that exceeds the model's context fails now, not mid-run."""
+        for group in _groups(instances, self._ordered):
+            docs = self._ordered(group[0])
+            if docs:
+                self.engine.encode(docs, [inst.query.text for inst in group],
+                                   query_ids=[inst.query.id for inst in group], truncate_words=self.truncate_words)
+
     def score(self, instances: Sequence[Instance]) -> Iterator[dict[str, float]]:
         """Yield ``{doc_id: score}`` per instance (higher is better); ``{}`` for no candidates."""
         engine = self.engine

@@ -119,6 +119,10 @@ def detect_heads(
         model, tokenizer, resolve_template(template, model.config, tokenizer), None, null_query=null_query
     )
     n_l, n_h = engine.shape.num_layers, engine.shape.num_heads
+    for inst in instances:  # a prompt over the model's context fails now, not after an hour of detection
+        if inst.candidates and (resume is None or inst.query.id not in resume.done):
+            engine.encode(list(inst.candidates), [inst.query.text], query_ids=[inst.query.id],
+                          truncate_words=truncate_words)
     rng = random.Random(seed)
     total = torch.zeros((n_l, n_h), dtype=torch.float64)
     used = skipped = 0

@@ -113,3 +113,16 @@ def test_interrupted_detection_resumes_from_its_file(setup, tmp_path):
     tampered = detect_heads(model, instances, QRELS, tokenizer=tokenizer(), shuffle=True, seed=3,
                             resume=ResumeFile(path))
     assert dict(tampered["heads"])["0-0"] == pytest.approx(dict(whole["heads"])["0-0"] + 1.0)
+
+
+def test_too_long_prompt_fails_before_detection_starts(tmp_path):
+    from harness.runner import ResumeFile
+    from harness.types import Document
+
+    model = tiny_model("qwen2", seed=3)
+    long_docs = [Document("l1", " ".join(["fox"] * 2000)), Document("l2", "Paris is in France.")]
+    instances = [Instance(Query("q1", QUERIES["q1"]), list(DOCS)), Instance(Query("q2", "fox?"), long_docs)]
+    path = tmp_path / "detect.jsonl"
+    with pytest.raises(HarnessError, match=r"query q2: the prompt has \d+ tokens, more than the model's context"):
+        detect_heads(model, instances, QRELS, tokenizer=tokenizer(), resume=ResumeFile(path))
+    assert not path.exists()  # q1 was not scored first
