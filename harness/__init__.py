@@ -4,8 +4,8 @@
 retrievers load when first used.
 """
 
-from harness.types import Document, Instance, Query, Qrels, Retriever, Run, Task, TaskData
+from harness.types import Document, Instance, Qrels, Query, Retriever, Run, Task, TaskData
 
 __version__ = "0.1.0"
 
-__all__ = ["Document", "Instance", "Query", "Qrels", "Retriever", "Run", "Task", "TaskData", "__version__"]
+__all__ = ["Document", "Instance", "Qrels", "Query", "Retriever", "Run", "Task", "TaskData", "__version__"]

@@ -374,6 +374,13 @@ def _fix_tokenizer(tokenizer: Any, metadata: dict[str, Any], *, label: str) -> d
     if isinstance(template, str) and template and not getattr(tokenizer, "chat_template", None):
         tokenizer.chat_template = template
         logger.info("%s: chat template recovered from the GGUF metadata", label)
+    # transformers 4.x's GGUF Llama converter swaps BOS and EOS (SmolLM2 gets eos <|im_start|>) and drops PAD
+    for role, key in (("bos", "bos_token_id"), ("eos", "eos_token_id"), ("pad", "padding_token_id")):
+        token_id = metadata.get(f"tokenizer.ggml.{key}")
+        wrong = getattr(tokenizer, f"{role}_token_id") != token_id
+        if isinstance(token_id, int) and 0 <= token_id < len(tokenizer) and wrong:
+            setattr(tokenizer, f"{role}_token", tokenizer.convert_ids_to_tokens(token_id))
+            logger.info("%s: %s token restored from the GGUF metadata (id %d)", label, role, token_id)
     want_bos = metadata.get("tokenizer.ggml.add_bos_token")
     bos_id = tokenizer.bos_token_id
 

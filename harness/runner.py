@@ -25,7 +25,7 @@ from harness.errors import HarnessError, unknown_name
 from harness.io import atomic_write_json, cache_dir, check_writable, sha256_json
 from harness.registry import make_task, retriever_class
 from harness.results import SCHEMA_VERSION, default_output_path, mean_metrics
-from harness.types import Document, Instance, Qrels, Query, Retriever, Run, Task, TaskData
+from harness.types import Instance, Qrels, Query, Retriever, Run, Task, TaskData
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ class ResumeFile:
             if self.path.exists() and self.path.stat().st_size and not self.path.read_bytes().endswith(b"\n"):
                 with open(self.path, "ab") as fix:
                     fix.write(b"\n")
-            self._handle = open(self.path, "a", encoding="utf-8")
+            self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (kept open across appends; close())
         row = {"qid": qid, "scores": scores, "stats": stats or {}}
         self._handle.write(json.dumps(row, ensure_ascii=False) + "\n")
         self._handle.flush()
@@ -350,7 +350,7 @@ def execute(config: RunConfig) -> tuple[dict[str, Any], Path]:
         from harness.downstream import generate_and_score
 
         t0 = time.time()
-        gen_agg, gen_per_query, info = generate_and_score(
+        _, gen_per_query, info = generate_and_score(
             task, instances, run, generator, top_k=config.top_k, full_context=config.full_context,
             judge=judge, max_tokens=_task_default(task, "max_tokens", config.max_tokens), show_progress=config.show_progress,
         )

@@ -19,8 +19,7 @@ def parse_assignments(items: list[str] | None, flag: str = "--set") -> dict[str,
             raise HarnessError(f"{flag} expects KEY=VALUE, got {item!r}")
         key = key.strip().replace("-", "_")
         for prefix in ("retriever.", "task."):
-            if key.startswith(prefix):
-                key = key[len(prefix):]
+            key = key.removeprefix(prefix)
         try:
             out[key] = yaml.safe_load(value) if value != "" else ""
         except yaml.YAMLError:

@@ -26,7 +26,7 @@ TOPICS = {
 def write_beir(folder: Path, n_docs_per_topic: int = 8, n_queries_per_topic: int = 3, seed: int = 0) -> Path:
     """A BEIR folder whose queries are answerable: each topic's documents share its vocabulary."""
     rng = random.Random(seed)
-    filler = "the of and a in to is for on with as by at from".split()
+    filler = ["the", "of", "and", "a", "in", "to", "is", "for", "on", "with", "as", "by", "at", "from"]
     (folder / "qrels").mkdir(parents=True, exist_ok=True)
     corpus, queries, qrels = [], [], []
     for topic, vocab in TOPICS.items():

@@ -29,7 +29,7 @@ def results_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _one(results_dir: Path, name: str) -> tuple[Path, dict]:
-    path = sorted(results_dir.rglob(f"{name}.json"))[0]
+    path = min(results_dir.rglob(f"{name}.json"))
     return path, load_result(path)
 
 
@@ -44,7 +44,7 @@ def test_results_validate(results_dir: Path) -> None:
     ("mutate", "message"),
     [
         (lambda r: r["metrics"].__setitem__("nDCG@10", r["metrics"]["nDCG@10"] + 0.05), "per-query values average"),
-        (lambda r: r["per_query"].pop(sorted(r["per_query"])[0]), "per_query covers"),
+        (lambda r: r["per_query"].pop(min(r["per_query"])), "per_query covers"),
         (lambda r: r["environment"].pop("git_commit"), "missing field environment.'git_commit'"),
         (lambda r: r.pop("config_hash"), "missing field 'config_hash'"),
         (lambda r: r.__setitem__("schema_version", 0), "older than the current"),
@@ -94,7 +94,7 @@ def test_newer_file_for_the_same_cell_wins(results_dir: Path, tmp_path: Path) ->
     path, result = _one(root, "bm25")
     newer = copy.deepcopy(result)
     newer["date"] = "2999-01-01T00:00:00+00:00"
-    first_q = sorted(newer["per_query"])[0]
+    first_q = min(newer["per_query"])
     newer["per_query"][first_q]["nDCG@10"] = 0.0
     newer["metrics"] = mean_metrics(newer["per_query"])
     copy_path = path.with_name("bm25-rerun.json")

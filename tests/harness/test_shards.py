@@ -82,14 +82,14 @@ def test_torchrun_two_processes_equal_one(toy: Path, tmp_path: Path) -> None:
     args = ["--no-progress", "run", "--task", str(toy), "--retriever", "dense", "--first-stage", "bm25", "--depth", "20"]
     single = tmp_path / "single.json"
     proc = subprocess.run([sys.executable, "-m", "harness.cli", *args, "--output", str(single)],
-                          env=env, capture_output=True, text=True, timeout=600)
+                          env=env, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = tmp_path / "dist.json"
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "harness.cli",
          *args, "--shard", "auto", "--output", str(out)],
-        env=env, capture_output=True, text=True, timeout=600,
+        env=env, capture_output=True, text=True, timeout=600, check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert not list(tmp_path.glob("dist.shard-*")) == []  # the shards stay beside the merged file
+    assert list(tmp_path.glob("dist.shard-*"))  # the shards stay beside the merged file
     assert stable(load_result(out)) == stable(load_result(single))
