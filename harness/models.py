@@ -335,8 +335,11 @@ def gguf_sha256(path: Path) -> str:
 
 
 def _dtype_kwarg() -> str:
-    """transformers 5 calls it ``dtype``; 4.x ``torch_dtype`` (4.56+ accepts both)."""
-    return "dtype" if _transformers_major() >= 5 else "torch_dtype"
+    """``dtype`` since transformers 4.56 (where ``torch_dtype`` became a deprecated alias); ``torch_dtype`` before."""
+    from importlib.metadata import version
+
+    major, minor = (int(part) for part in re.findall(r"\d+", version("transformers"))[:2])
+    return "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
 
 
 def _shape_from_metadata(metadata: dict[str, Any]) -> dict[str, int]:

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from harness.errors import HarnessError
+
 log = logging.getLogger(__name__)
 
 ATTN_NAME = "qr_capture"
@@ -208,14 +210,21 @@ def register() -> str:
     global _registered
     if _registered:
         return ATTN_NAME
-    from transformers import AttentionInterface
+    try:
+        from transformers import AttentionInterface
+    except ImportError:  # transformers <= 4.50
+        import transformers
 
+        raise HarnessError(
+            f"attention-head retrievers need transformers >= 4.51 (its AttentionInterface); "
+            f"installed: {transformers.__version__}"
+        ) from None
     AttentionInterface.register(ATTN_NAME, capture_attention_forward)
     try:  # transformers >= 4.53: masks are created per attention implementation
         from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
         AttentionMaskInterface.register(ATTN_NAME, sdpa_mask)
-    except ImportError:  # older versions build the SDPA-style 4D mask for any non-flash implementation
+    except ImportError:  # 4.51-4.52 build an additive 4D mask for any non-flash implementation
         log.debug("transformers has no AttentionMaskInterface; relying on its default 4D mask")
     _registered = True
     return ATTN_NAME

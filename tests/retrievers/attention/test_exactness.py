@@ -63,6 +63,20 @@ def test_every_document_exact_in_float64(arch):
     assert float(rel) < 1e-4, (ours, ref)
 
 
+def test_mistral_window_shapes_the_scores():
+    """The tiny Mistral's window (96 tokens) is shorter than its prompts, so the exactness tests exercise it
+    (on every transformers version: a version whose mask dropped the window would score as if there were none)."""
+
+    def scores(**overrides):
+        model = tiny_model("mistral", **overrides)
+        engine = AttentionEngine(model, tokenizer(), detect_template(model.config, tokenizer()), SUBSET)
+        assert engine.encode(DOCS, QUERIES).prefix_len > 96
+        return engine.doc_scores(DOCS, QUERIES)
+
+    windowed, full = scores(), scores(sliding_window=None)
+    assert float((windowed - full).abs().max()) > 1e-3 * float(full.abs().max())
+
+
 @pytest.mark.parametrize("arch", ["llama", "mistral"])
 def test_per_head_scores_equal_reference(arch):
     model = tiny_model(arch)
