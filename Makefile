@@ -63,4 +63,4 @@ lint: setup
 	$(BIN)/ruff check harness tasks retrievers tests
 
 clean:
-	rm -rf $(VENV) demo-results .pytest_cache
+	rm -rf $(VENV) $(VENV_TF4) demo-results .pytest_cache
