@@ -66,12 +66,19 @@ class Row:
     def label(self) -> str:
         r = self.result["retriever"]
         label = r["name"]
-        if r.get("model"):
-            label += f" ({r['model']}"
-            label += f", heads {r['heads_name']})" if r.get("heads_name") else ")"
+        details = [r["model"]] if r.get("model") else []
+        if r.get("heads_name"):
+            details.append(f"heads {r['heads_name']}")
+        if self.result.get("truncate_words"):
+            details.append(f"≤{self.result['truncate_words']} words/doc")
+        if details:
+            label += f" ({', '.join(details)})"
         gen = self.result.get("generation")
         if gen:
             source = "full context" if gen.get("full_context") else f"top-{gen.get('top_k')}"
+            mask = (gen.get("generator") or {}).get("mask")
+            if mask:
+                source += f", {mask.get('n_heads')} heads masked: {mask.get('name')}"
             label += f" → {gen['generator'].get('spec', 'generator')} [{source}]"
         return label
 
@@ -84,6 +91,9 @@ class Row:
             self.kind, self.result.get("source"), self.task, r["name"], r.get("model"), r.get("heads_name"),
             json.dumps(r.get("params", {}), sort_keys=True), fs.get("name"), fs.get("depth"),
             (gen.get("generator") or {}).get("spec"), gen.get("top_k"), gen.get("full_context"),
+            json.dumps((gen.get("generator") or {}).get("mask"), sort_keys=True),
+            json.dumps((gen.get("generator") or {}).get("sampling"), sort_keys=True),
+            self.result.get("truncate_words"),
             self.result["task"].get("n_queries"), self.result["task"].get("excluded_queries_from"),
         )
 

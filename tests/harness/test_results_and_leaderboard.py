@@ -102,3 +102,35 @@ def test_newer_file_for_the_same_cell_wins(results_dir: Path, tmp_path: Path) ->
     markdown, _, _ = build(root)
     assert f"supersedes `{path.relative_to(root)}`" in markdown
     assert markdown.count("(baseline)") == 1
+
+
+def test_runs_that_differ_only_in_masked_heads_or_truncation_are_different_rows(results_dir: Path, tmp_path: Path) -> None:
+    """A head-masked generation run must not supersede the unmasked one (or another mask), nor a
+    run over documents cut to N words the run over whole documents."""
+    root = tmp_path / "results"
+    shutil.copytree(results_dir, root)
+    path, result = _one(root, "bm25")
+    base_gen = {"generator": {"spec": "hf:smollm2-135m", "backend": "hf", "sampling": {"max_tokens": 50}},
+                "full_context": True, "top_k": 5, "records": []}
+    variants = {
+        "plain": None,
+        "qrheads": {"name": "file:heads.json@top16", "n_heads": 16, "mode": "output", "sha256": "a" * 64},
+        "random": {"name": "random:16:0", "n_heads": 16, "mode": "output", "sha256": "b" * 64},
+    }
+    for i, (name, mask) in enumerate(variants.items()):
+        variant = copy.deepcopy(result)
+        variant["generation"] = copy.deepcopy(base_gen)
+        if mask:
+            variant["generation"]["generator"]["mask"] = mask
+        variant["date"] = f"299{i}-01-01T00:00:00+00:00"
+        path.with_name(f"bm25-gen-{name}.json").write_text(json.dumps(variant))
+    cut = copy.deepcopy(result)
+    cut["truncate_words"] = 300
+    cut["date"] = "2999-01-01T00:00:00+00:00"
+    path.with_name("bm25-cut.json").write_text(json.dumps(cut))
+    markdown, _, _ = build(root)
+    assert "supersedes" not in markdown
+    assert "→ hf:smollm2-135m [full context] |" in markdown
+    assert "[full context, 16 heads masked: file:heads.json@top16]" in markdown
+    assert "[full context, 16 heads masked: random:16:0]" in markdown
+    assert "bm25 (≤300 words/doc)" in markdown
