@@ -94,23 +94,20 @@ def select_queries(task: Task, data: TaskData, max_queries: int | None, seed: in
     judged = [q for q in data.queries if q.id in data.qrels] if data.corpus is not None else list(data.queries)
     available = len(judged)
     limit = _task_default(task, "default_max_queries", max_queries)
+    # The sampling unit is the query, or the task's ``sample_group`` (CLIPPER's claim pairs:
+    # paired queries are drawn together, never half a pair).
     group_key = getattr(task, "sample_group", None)
-    if group_key:
-        # Paired queries (CLIPPER's true/false claims) are sampled as units: never half a pair.
-        groups = list(dict.fromkeys(str(q.meta.get(group_key, q.id)) for q in judged))
-        if limit and len(groups) > limit:
-            from tasks.sampling import sample_queries
+    def unit(q: Query) -> str:
+        return str(q.meta.get(group_key, q.id)) if group_key else q.id
 
-            keep = set(sample_queries(groups, limit, seed))
-            judged = [q for q in judged if str(q.meta.get(group_key, q.id)) in keep]
-            log.info("sampled %d of the task's %d %s groups (%d queries) with seed %d",
-                     limit, len(groups), group_key, len(judged), seed)
-    elif limit and len(judged) > limit:
+    units = list(dict.fromkeys(unit(q) for q in judged))
+    if limit and len(units) > limit:
         from tasks.sampling import sample_queries
 
-        keep = set(sample_queries([q.id for q in judged], limit, seed))
-        judged = [q for q in judged if q.id in keep]
-        log.info("sampled %d of the task's queries with seed %d", len(judged), seed)
+        keep = set(sample_queries(units, limit, seed))
+        judged = [q for q in judged if unit(q) in keep]
+        log.info("sampled %d of the task's %d %s (%d queries) with seed %d",
+                 limit, len(units), f"{group_key} groups" if group_key else "queries", len(judged), seed)
     if not judged:
         raise HarnessError(f"task {task.id!r} has no queries to evaluate")
     return judged, available

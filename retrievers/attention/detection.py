@@ -119,6 +119,7 @@ def detect_heads(
         model, tokenizer, resolve_template(template, model.config, tokenizer), None, null_query=null_query
     )
     n_l, n_h = engine.shape.num_layers, engine.shape.num_heads
+    names = [f"{layer}-{h}" for layer in range(n_l) for h in range(n_h)]  # flat [L*H] order
     for inst in instances:  # a prompt over the model's context fails now, not after an hour of detection
         if inst.candidates and (resume is None or inst.query.id not in resume.done):
             engine.encode(list(inst.candidates), [inst.query.text], query_ids=[inst.query.id],
@@ -148,12 +149,10 @@ def detect_heads(
                 continue
             if resume is not None and inst.query.id in resume.done:
                 saved = resume.done[inst.query.id]["scores"]
-                value = torch.tensor([saved[f"{layer}-{h}"] for layer in range(n_l) for h in range(n_h)],
-                                     dtype=torch.float64)
+                value = torch.tensor([saved[name] for name in names], dtype=torch.float64)
             else:
                 value = _head_values(engine, inst, docs, relevant, objective, truncate_words, n_l * n_h)
                 if resume is not None:
-                    names = [f"{layer}-{h}" for layer in range(n_l) for h in range(n_h)]
                     resume.append(inst.query.id, dict(zip(names, value.tolist())), None)
             total += value.reshape(n_l, n_h)
             used += 1
