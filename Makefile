@@ -35,7 +35,7 @@ test: setup qwen
 # transformers 4.57 next to .venv's 5.x: the attention engine and model loading on the other major version.
 # test_minilm_alias only reads a sentence-transformers package's files; it does not depend on transformers.
 VENV_TF4 ?= .venv-tf4
-TF4_TESTS := tests/retrievers/attention tests/retrievers/test_qr.py tests/harness/test_models.py
+TF4_TESTS := tests/harness/attention tests/retrievers/test_qr.py tests/harness/test_models.py
 
 .PHONY: test-tf4
 test-tf4: $(VENV_TF4)/.installed
@@ -60,7 +60,7 @@ leaderboard: setup
 	$(BIN)/harness leaderboard
 
 lint: setup
-	$(BIN)/ruff check harness tasks retrievers tests
+	$(BIN)/ruff check harness tasks retrievers benchmarks tests
 
 clean:
 	rm -rf $(VENV) $(VENV_TF4) demo-results .pytest_cache

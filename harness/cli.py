@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from harness import __version__
 from harness.errors import HarnessError
@@ -37,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbosity", type=int, default=1, choices=range(4), metavar="0-3",
                         help="0 errors only, 1 progress (default), 2 info, 3 debug")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars (or set DISABLE_TQDM=1)")
+    parser.add_argument("--debug", action="store_true",
+                        help="print the Python traceback of an unexpected internal error (or set HARNESS_DEBUG=1)")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     for verb in VERBS:
         try:
@@ -77,6 +80,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: finished queries are kept; run the same command again to resume", file=sys.stderr)
         return 130
+    except Exception as exc:  # an internal error: one line, the traceback only on request
+        if args.debug or os.environ.get("HARNESS_DEBUG", "").strip().lower() in ("1", "true", "yes", "on"):
+            raise
+        where = exc.__traceback__
+        while where is not None and where.tb_next is not None:
+            where = where.tb_next
+        at = f" at {Path(where.tb_frame.f_code.co_filename).name}:{where.tb_lineno}" if where else ""
+        print(f"internal error: {type(exc).__name__}: {exc}{at} (a bug: rerun with --debug for the traceback "
+              "and report it)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

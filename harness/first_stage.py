@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.io import atomic_write_json, cache_dir, sha256_json
+from harness.io import atomic_write_json, cache_dir, seal, sha256_json
 from harness.types import Document, Query, Retriever, Run
 
 log = logging.getLogger(__name__)
@@ -67,16 +67,18 @@ def _load(path: Path, key: str, query_ids: list[str]) -> Run | None:
         stored: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         log.warning("first-stage cache %s is unreadable (%s); recomputing", path, exc)
         return None
     try:
         if stored["key"] != key:
             raise ValueError("key mismatch")
+        if stored.get("sha256") != seal(key, stored["run"]):
+            raise ValueError("checksum mismatch: the entry was edited or is incomplete")
         run = {str(qid): {str(doc): float(score) for doc, score in ranking} for qid, ranking in stored["run"]}
         if list(run) != query_ids:
             raise ValueError("query mismatch")
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         log.warning("first-stage cache %s does not match its request (%s); recomputing", path, exc)
         return None
     return run
@@ -109,5 +111,6 @@ def cached_search(
     run = {qid: {doc: float(score) for doc, score in found.get(qid, {}).items()} for qid in query_ids}
     # Rankings are stored as lists: the JSON writer sorts object keys, which would lose the order.
     rows = [[qid, [[doc, score] for doc, score in ranking.items()]] for qid, ranking in run.items()]
-    atomic_write_json(path, {"key": key, "retriever": retriever.meta, "corpus_sha256": corpus_hash, "k": k, "run": rows})
+    atomic_write_json(path, {"key": key, "retriever": retriever.meta, "corpus_sha256": corpus_hash, "k": k, "run": rows,
+                             "sha256": seal(key, rows)})
     return run

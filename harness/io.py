@@ -2,23 +2,73 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
+import math
 import os
 import tempfile
+import time
 from collections.abc import Iterator
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
 
+log = logging.getLogger(__name__)
+
+
+_warned_read_only: set[Path] = set()
+_fallback_cache: Path | None = None
+
 
 def cache_dir(*parts: str) -> Path:
-    """The harness cache folder (``$HARNESS_CACHE`` or ``~/.cache/harness``), created on demand."""
+    """The harness cache folder (``$HARNESS_CACHE`` or ``~/.cache/harness``), created on demand.
+
+    When it cannot be written (a read-only folder or file system), caching is off: a warning
+    is logged once and a temporary folder that is removed at exit stands in for it.
+    """
     root = Path(os.environ.get("HARNESS_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "harness")
     path = root.joinpath(*parts)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".probe.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+        return path
+    except OSError as exc:
+        if root not in _warned_read_only:
+            _warned_read_only.add(root)
+            log.warning("cache folder %s is not writable (%s); caching is off for this run", root, exc.strerror or exc)
+        return _temporary_cache().joinpath(*parts)
+
+
+def _temporary_cache() -> Path:
+    global _fallback_cache
+    if _fallback_cache is None:
+        import atexit
+        import shutil
+
+        _fallback_cache = Path(tempfile.mkdtemp(prefix="harness-cache-"))
+        atexit.register(shutil.rmtree, _fallback_cache, True)
+    _fallback_cache.mkdir(parents=True, exist_ok=True)
+    return _fallback_cache
+
+
+#: Temporary files of an atomic write older than this are left-overs of a killed process.
+ORPHAN_SECONDS = 600
+
+
+def _remove_orphans(path: Path) -> None:
+    """Delete ``.{name}.*.tmp`` files beside ``path`` that a killed writer left behind."""
+    now = time.time()
+    for tmp in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
+        with contextlib.suppress(OSError):
+            if now - tmp.stat().st_mtime > ORPHAN_SECONDS:
+                tmp.unlink()
+                log.info("removed %s, left by an interrupted write", tmp)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
@@ -26,6 +76,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_orphans(path)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
         raise HarnessError(f"{path}: cannot write ({exc.strerror or exc})") from None
@@ -66,24 +117,84 @@ def check_writable(path: str | os.PathLike[str]) -> None:
     os.unlink(probe)
 
 
-def read_text(path: str | os.PathLike[str]) -> str:
-    """Read a text file as UTF-8, normalising CRLF and CR line endings to LF."""
+def decode_utf8(data: bytes, where: str | os.PathLike[str]) -> str:
+    """Strict UTF-8 (a leading BOM is dropped); undecodable bytes are an error naming the line
+    and byte offset, never silently replaced.
+
+    >>> decode_utf8(b"ok\\n", "f.tsv")
+    'ok\\n'
+    >>> decode_utf8(b"a\\nb\\xff", "f.tsv")
+    Traceback (most recent call last):
+    ...
+    harness.errors.HarnessError: f.tsv:2: not valid UTF-8 (byte 0xff at offset 3)
+    """
     try:
-        data = Path(path).read_text(encoding="utf-8", errors="replace")
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise HarnessError(
+            f"{where}:{line}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+        ) from None
+
+
+def read_text(path: str | os.PathLike[str]) -> str:
+    """Read a text file as strict UTF-8 (:func:`decode_utf8`), normalising CRLF and CR line endings to LF."""
+    try:
+        data = decode_utf8(Path(path).read_bytes(), path)
     except FileNotFoundError:
         raise HarnessError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise HarnessError(f"{path}: is a folder, expected a file") from None
     except OSError as exc:
         raise HarnessError(f"{path}: cannot read ({exc.strerror or exc})") from None
     return data.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def read_json(path: str | os.PathLike[str], invalid: str = "malformed JSON") -> Any:
-    """Parse a JSON file (read as :func:`read_text`); a syntax error is ``{path}:{line}: {invalid} (why)``."""
-    text = read_text(path)
+#: Relevance grades are integers in this range (TREC uses -2..4, BEIR 0..2; anything far outside
+#: is a corrupt file, not a judgement).
+GRADE_RANGE = (-1000, 1000)
+
+
+def parse_grade(value: Any, where: str) -> int:
+    """A relevance grade: an integer (``"2"``, ``"2.0"``, ``2``) in :data:`GRADE_RANGE`;
+    anything else is a one-line error naming ``where`` (file and line, or hub row).
+
+    >>> parse_grade("2", "q.tsv:3"), parse_grade("1.0", "q.tsv:4"), parse_grade(-1, "row 0")
+    (2, 1, -1)
+    >>> parse_grade("1e308", "q.tsv:5")
+    Traceback (most recent call last):
+    ...
+    harness.errors.HarnessError: q.tsv:5: relevance grade 1e308 is outside -1000..1000
+    """
+    if isinstance(value, bool):
+        raise HarnessError(f"{where}: relevance grade must be an integer, got {value!r}")
+    text = str(value).strip()
+    try:
+        number = float(text)
+    except ValueError:
+        raise HarnessError(f"{where}: relevance grade must be an integer, got {text!r}") from None
+    spelled_infinite = text.lower().lstrip("+-") in ("nan", "inf", "infinity")
+    if spelled_infinite or (math.isfinite(number) and not number.is_integer()):
+        raise HarnessError(f"{where}: relevance grade must be an integer, got {text!r}")
+    low, high = GRADE_RANGE
+    if not math.isfinite(number) or not low <= number <= high:
+        raise HarnessError(f"{where}: relevance grade {text} is outside {low}..{high}")
+    return int(number)
+
+
+def loads(text: str, where: str | os.PathLike[str], invalid: str = "malformed JSON") -> Any:
+    """``json.loads`` whose failures (syntax, nesting too deep) are one-line errors naming ``where``."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise HarnessError(f"{path}:{exc.lineno}: {invalid} ({exc.msg})") from None
+        raise HarnessError(f"{where}:{exc.lineno}: {invalid} ({exc.msg})") from None
+    except RecursionError:
+        raise HarnessError(f"{where}: {invalid} (nested too deeply)") from None
+
+
+def read_json(path: str | os.PathLike[str], invalid: str = "malformed JSON") -> Any:
+    """Parse a JSON file (read as :func:`read_text`); a syntax error is ``{path}:{line}: {invalid} (why)``."""
+    return loads(read_text(path), path, invalid)
 
 
 def read_yaml(path: str | os.PathLike[str], missing: str = "file not found") -> Any:
@@ -109,6 +220,8 @@ def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, An
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             raise HarnessError(f"{path}:{number}: malformed JSON ({exc.msg})") from None
+        except RecursionError:
+            raise HarnessError(f"{path}:{number}: malformed JSON (nested too deeply)") from None
         if not isinstance(obj, dict):
             raise HarnessError(f"{path}:{number}: expected a JSON object, got {type(obj).__name__}")
         yield number, obj
@@ -126,3 +239,9 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 def sha256_json(obj: Any) -> str:
     """Hex SHA-256 of the canonical JSON of ``obj`` (sorted keys, no spaces)."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()).hexdigest()
+
+
+def seal(key: str, content: Any) -> str:
+    """The checksum a cache or resume entry carries: :func:`sha256_json` of its key and content,
+    so an edited entry, or one copied under another key, is detected and recomputed."""
+    return sha256_json({"key": key, "content": content})

@@ -30,16 +30,11 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.io import atomic_write_text
-from harness.results import load_result, validate_result
+from harness.results import Result
 from harness.stats import holm, paired_randomization_test
 
 log = logging.getLogger(__name__)
 
-#: The metric a task family is ranked by.
-MAIN_METRIC = {
-    "beir": "nDCG@10", "cranfield": "nDCG@10", "cacm": "nDCG@10", "niah": "R@1",
-    "longmemeval": "R@5", "clipper": "R@5", "hotpotqa": "R@2", "musique": "R@2", "2wikimultihopqa": "R@2",
-}
 SKIP_DIRS = {"bench", "heads"}
 ALPHA = 0.05
 
@@ -47,54 +42,57 @@ ALPHA = 0.05
 @dataclass
 class Row:
     path: Path
-    result: dict[str, Any]
+    result: Result
     superseded: list[Path] = field(default_factory=list)
 
     @property
     def task(self) -> str:
-        return self.result["task"]["id"]
+        return self.result.task.id
 
     @property
     def family(self) -> str:
-        return self.task.split("/")[0]
+        return self.result.family
 
     @property
     def kind(self) -> str:
-        return self.result.get("kind", "measured")
+        return self.result.kind
 
     @property
     def label(self) -> str:
-        r = self.result["retriever"]
-        label = r["name"]
-        details = [r["model"]] if r.get("model") else []
-        if r.get("heads_name"):
-            details.append(f"heads {r['heads_name']}")
-        if self.result.get("truncate_words"):
-            details.append(f"≤{self.result['truncate_words']} words/doc")
+        r = self.result.retriever
+        label = r.name
+        details = [r.model] if r.model else []
+        if r.heads_name:
+            details.append(f"heads {r.heads_name}")
+        if self.result.truncate_words:
+            details.append(f"≤{self.result.truncate_words} words/doc")
         if details:
             label += f" ({', '.join(details)})"
-        gen = self.result.get("generation")
+        gen = self.result.generation
         if gen:
             source = "full context" if gen.get("full_context") else f"top-{gen.get('top_k')}"
             mask = (gen.get("generator") or {}).get("mask")
             if mask:
                 source += f", {mask.get('n_heads')} heads masked: {mask.get('name')}"
+            failures = int(gen.get("generation_failures") or 0) + int(gen.get("judge_failures") or 0)
+            if failures:
+                source += f", {failures} failed"
             label += f" → {gen['generator'].get('spec', 'generator')} [{source}]"
         return label
 
     @property
     def cell(self) -> tuple:
-        r = self.result["retriever"]
-        fs = self.result.get("first_stage") or {}
-        gen = self.result.get("generation") or {}
+        r = self.result.retriever
+        fs = self.result.first_stage
+        gen = self.result.generation or {}
         return (
-            self.kind, self.result.get("source"), self.task, r["name"], r.get("model"), r.get("heads_name"),
-            json.dumps(r.get("params", {}), sort_keys=True), fs.get("name"), fs.get("depth"),
+            self.kind, self.result.source, self.task, r.name, r.model, r.heads_name,
+            json.dumps(r.params, sort_keys=True), fs and fs.name, fs and fs.depth,
             (gen.get("generator") or {}).get("spec"), gen.get("top_k"), gen.get("full_context"),
             json.dumps((gen.get("generator") or {}).get("mask"), sort_keys=True),
             json.dumps((gen.get("generator") or {}).get("sampling"), sort_keys=True),
-            self.result.get("truncate_words"),
-            self.result["task"].get("n_queries"), self.result["task"].get("excluded_queries_from"),
+            self.result.truncate_words,
+            self.result.task.n_queries, self.result.task.excluded_queries_from,
         )
 
 
@@ -105,13 +103,6 @@ HIDDEN_PREFIXES = ("parse_invalid", "parse_missing", "parse_none", "parse_partia
 def _shown(metric: str) -> bool:
     """Table columns: headline metrics, not per-type breakdowns (``accuracy/x``) or diagnostics."""
     return "/" not in metric and not metric.startswith(HIDDEN_PREFIXES)
-
-
-def main_metric(family: str, metrics: dict[str, float]) -> str | None:
-    name = MAIN_METRIC.get(family, "nDCG@10")
-    if name in metrics:
-        return name
-    return next(iter(sorted(metrics)), None)
 
 
 def collect(root: str | Path) -> tuple[list[Row], list[str]]:
@@ -125,16 +116,17 @@ def collect(root: str | Path) -> tuple[list[Row], list[str]]:
         rel = path.relative_to(root)
         if rel.parts[0] in SKIP_DIRS or path.name.startswith("."):
             continue
-        result = load_result(path)
-        if "schema_version" not in result:
-            continue
-        validate_result(result, path)
+        result = Result.from_json(path)
+        result.validate(path)
         row = Row(path=rel, result=result)
         old = rows.get(row.cell)
         if old is None:
             rows[row.cell] = row
             continue
-        newer, older = (row, old) if str(result.get("date", "")) >= str(old.result.get("date", "")) else (old, row)
+        if str(result.date or "") == str(old.result.date or ""):
+            raise HarnessError(f"{root / rel} and {root / old.path} describe the same cell with the same date; "
+                               "remove one")
+        newer, older = (row, old) if str(result.date or "") > str(old.result.date or "") else (old, row)
         newer.superseded = old.superseded + row.superseded + [older.path]
         rows[row.cell] = newer
         notes.append(f"`{newer.path}` supersedes `{older.path}` (same cell, newer date)")
@@ -148,17 +140,17 @@ def _fmt(value: float | None) -> str:
 def _significance(rows: list[Row], metric: str) -> dict[Path, str]:
     """Marks per row vs the task's BM25 first-stage row (``▲`` better, ``▼`` worse)."""
     baseline = next(
-        (r for r in rows if r.result["retriever"]["name"] == "bm25" and not r.result.get("first_stage")
-         and not r.result.get("generation")), None,
+        (r for r in rows if r.result.retriever.name == "bm25" and not r.result.first_stage
+         and not r.result.generation), None,
     )
     if baseline is None:
         return {}
-    base_pq = baseline.result["per_query"]
+    base_pq = baseline.result.per_query or {}
     tested: list[tuple[Row, float, float]] = []
     for row in rows:
         if row is baseline or row.kind != "measured":
             continue
-        pq = row.result["per_query"]
+        pq = row.result.per_query or {}
         common = sorted(q for q in pq if q in base_pq and metric in pq[q] and metric in base_pq[q])
         if len(common) < 2:
             continue
@@ -203,34 +195,35 @@ def build(root: str | Path) -> tuple[str, str, list[dict[str, Any]]]:
                 for r in reported:  # shown in the family's reported matrix
                     csv_rows.append(_reported_csv(r, task))
                 continue
-            metric_names = sorted({m for r in task_rows for m in r.result["metrics"] if _shown(m)})
-            main = main_metric(family, {m: 0.0 for m in metric_names}) or ""
+            metric_names = sorted({m for r in task_rows for m in r.result.metrics if _shown(m)})
+            declared = task_rows[0].result.declared_main_metric
+            main = declared if declared in metric_names else next(iter(metric_names), "")
             marks = _significance(measured, main) if measured else {}
             md += [f"### {task}", ""]
             if measured:
-                n = sorted({r.result["task"]["n_queries"] for r in measured})
+                n = sorted({r.result.task.n_queries for r in measured})
                 md.append(f"Measured (main metric {main}; queries: {', '.join(map(str, n))}):")
                 md.append("")
                 header = ["Retriever", "First stage (ceiling)", "n", *metric_names, "sig.", "file"]
                 md += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
                 # Grouped by base model (model-free retrievers first), best first within a group.
-                for r in sorted(measured, key=lambda r: (str(r.result["retriever"].get("model") or ""),
-                                                         -r.result["metrics"].get(main, float("-inf")))):
-                    fs = r.result.get("first_stage")
+                for r in sorted(measured, key=lambda r: (str(r.result.retriever.model or ""),
+                                                         -r.result.metrics.get(main, float("-inf")))):
+                    fs = r.result.first_stage
                     ceiling = "–"
                     if fs:
-                        rec = fs.get("recall", {})
-                        ceiling = f"{fs['name']}@{fs['depth']}" + (
+                        rec = fs.recall or {}
+                        ceiling = f"{fs.name}@{fs.depth}" + (
                             f" (R {_fmt(next(iter(rec.values())))})" if rec else "")
-                    cells = [r.label, ceiling, str(r.result["task"]["n_queries"]),
-                             *[_fmt(r.result["metrics"].get(m)) for m in metric_names],
+                    cells = [r.label, ceiling, str(r.result.task.n_queries),
+                             *[_fmt(r.result.metrics.get(m)) for m in metric_names],
                              marks.get(r.path, ""), f"`{r.path}`"]
                     md.append("| " + " | ".join(cells) + " |")
                     csv_rows.append({"kind": "measured", "task": task, "retriever": r.label, "first_stage": ceiling,
-                                     **{m: r.result["metrics"].get(m) for m in metric_names},
+                                     **{m: r.result.metrics.get(m) for m in metric_names},
                                      "significance": marks.get(r.path, ""), "file": str(r.path), "source": ""})
-                    if main in r.result["metrics"]:
-                        plot.append({"task": task, "label": r.label, "value": r.result["metrics"][main], "metric": main})
+                    if main in r.result.metrics:
+                        plot.append({"task": task, "label": r.label, "value": r.result.metrics[main], "metric": main})
                 md.append("")
             if reported and matrix:
                 csv_rows.extend(_reported_csv(r, task) for r in reported)
@@ -240,11 +233,11 @@ def build(root: str | Path) -> tuple[str, str, list[dict[str, Any]]]:
                 header = ["Retriever", *metric_names, "source"]
                 md += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
                 for r in reported:
-                    cells = [r.label, *[_fmt(r.result["metrics"].get(m)) for m in metric_names], r.result["source"]]
+                    cells = [r.label, *[_fmt(r.result.metrics.get(m)) for m in metric_names], str(r.result.source)]
                     md.append("| " + " | ".join(cells) + " |")
                     csv_rows.append({"kind": "reported", "task": task, "retriever": r.label, "first_stage": "",
-                                     **{m: r.result["metrics"].get(m) for m in metric_names},
-                                     "significance": "", "file": str(r.path), "source": r.result["source"]})
+                                     **{m: r.result.metrics.get(m) for m in metric_names},
+                                     "significance": "", "file": str(r.path), "source": r.result.source})
                 md.append("")
     if notes:
         md += ["## Notes", "", *[f"- {n}" for n in notes], ""]
@@ -261,25 +254,27 @@ def build(root: str | Path) -> tuple[str, str, list[dict[str, Any]]]:
 
 def _reported_csv(r: Row, task: str) -> dict[str, Any]:
     return {"kind": "reported", "task": task, "retriever": r.label, "first_stage": "",
-            **dict(sorted(r.result["metrics"].items())), "significance": "", "file": str(r.path),
-            "source": r.result["source"]}
+            **dict(sorted(r.result.metrics.items())), "significance": "", "file": str(r.path),
+            "source": r.result.source}
 
 
 def _family_summary(family: str, tasks: list[str], by_task: dict[str, list[Row]], kind: str) -> list[str]:
     table: dict[str, dict[str, float]] = defaultdict(dict)
     sources: set[str] = set()
+    declared: set[str] = set()
     for task in tasks:
         for r in by_task[task]:
             if r.kind != kind:
                 continue
             if kind == "reported":
-                sources.add(r.result["source"].split(",")[0])
-            main = main_metric(family, r.result["metrics"])
+                sources.add(str(r.result.source).split(",")[0])
+            main = r.result.ranked_by
             if main:
-                table[r.label][task] = r.result["metrics"][main]
+                table[r.label][task] = r.result.metrics[main]
+            declared.add(r.result.declared_main_metric)
     if not table:
         return []
-    metric = MAIN_METRIC.get(family, "main metric")
+    metric = ", ".join(sorted(declared))
     header = ["Retriever", *[t.split("/", 1)[-1] for t in tasks], "Avg"]
     title = "Measured" if kind == "measured" else f"Reported by {', '.join(sorted(sources))} (not measured here)"
     lines = [f"{title} — {metric}; Avg only over rows that cover every task:", "",

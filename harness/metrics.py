@@ -13,9 +13,9 @@ MRR@k      ``recip_rank`` of the run cut to its top k    pytrec_eval
 MRR        ``recip_rank`` of the whole ranking           pytrec_eval
 MAP        trec_eval ``map``                             pytrec_eval
 MAP@k      trec_eval ``map_cut.k``                       pytrec_eval
-R_frac@k   |top-k ∩ gold| / |gold|; empty gold -> 0      here (PROTOCOL §4.2)
-R_all@k    [gold ⊆ top-k]; empty gold -> 1 (``all([])``)  here (PROTOCOL §4.2)
-R_any@k    [top-k ∩ gold ≠ ∅]; empty gold -> 0            here (PROTOCOL §4.2)
+R_frac@k   |top-k ∩ gold| / |gold|; empty gold -> 0      here (docs/PROTOCOL.md §4.2)
+R_all@k    [gold ⊆ top-k]; empty gold -> 1 (``all([])``)  here (docs/PROTOCOL.md §4.2)
+R_any@k    [top-k ∩ gold ≠ ∅]; empty gold -> 0            here (docs/PROTOCOL.md §4.2)
 ========== ============================================ ==========================
 
 A document is *relevant* (in the gold set) when its label is ``>= relevance_level``.
@@ -157,7 +157,7 @@ def _as_scored(ranked: Mapping[str, list[str]], cutoff: int | None = None) -> Ru
 
 
 # --------------------------------------------------------------------------------------------
-# Gold-set variants (PROTOCOL §4.2)
+# Gold-set variants (docs/PROTOCOL.md §4.2)
 # --------------------------------------------------------------------------------------------
 
 

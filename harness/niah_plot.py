@@ -1,7 +1,7 @@
 """Needle-in-a-haystack heat-maps: context length × needle depth, coloured by a per-query metric.
 
 The grid comes from a result file's ``per_query`` (:func:`niah_grid`): query ids
-``L{length}_D{depth}`` (:mod:`tasks.niah`) give the cell; the value is the metric ×100 (the
+``L{length}_D{depth}`` (:mod:`harness.tasks.niah`) give the cell; the value is the metric ×100 (the
 paper's Figure 1 shows ROUGE-1 recall ×100). :func:`plot_heatmap` draws it in the style of the
 needle-test figures (red→yellow→green, 0..100, depth down the y axis, length along the x axis,
 each cell annotated) and writes a PNG whose bytes depend only on the grid and the labels

@@ -14,6 +14,7 @@ entry point is logged as a warning and skipped until someone asks for it by name
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import os
 from importlib.metadata import entry_points
@@ -26,33 +27,47 @@ from harness.types import Retriever, Task
 log = logging.getLogger(__name__)
 
 BUILTIN_RETRIEVERS: dict[str, str] = {
-    "bm25": "retrievers.bm25:BM25Retriever",
-    "dense": "retrievers.dense:DenseRetriever",
-    "cross-encoder": "retrievers.cross_encoder:CrossEncoderRetriever",
-    "rankgpt": "retrievers.rankgpt:RankGPTRetriever",
-    "qr": "retrievers.qr:QRRetriever",
-    "icr": "retrievers.qr:ICRRetriever",
+    "bm25": "harness.retrievers.bm25:BM25Retriever",
+    "dense": "harness.retrievers.dense:DenseRetriever",
+    "cross-encoder": "harness.retrievers.cross_encoder:CrossEncoderRetriever",
+    "rankgpt": "harness.retrievers.rankgpt:RankGPTRetriever",
+    "qr": "harness.retrievers.qr:QRRetriever",
+    "icr": "harness.retrievers.qr:ICRRetriever",
 }
 
 #: Task families: the part of a task id before the first ``/``.
 BUILTIN_TASKS: dict[str, str] = {
-    "beir": "tasks.beir:BeirTask",
-    "cranfield": "tasks.classic:CranfieldTask",
-    "cacm": "tasks.classic:CacmTask",
-    "niah": "tasks.niah:NiahTask",
-    "icr-json": "tasks.icr_json:IcrJsonTask",
-    "longmemeval": "tasks.longmemeval:LongMemEvalTask",
-    "clipper": "tasks.clipper:ClipperTask",
-    "hotpotqa": "tasks.multihop:HotpotQATask",
-    "musique": "tasks.multihop:MusiqueTask",
-    "2wikimultihopqa": "tasks.multihop:TwoWikiTask",
+    "beir": "harness.tasks.beir:BeirTask",
+    "cranfield": "harness.tasks.classic:CranfieldTask",
+    "cacm": "harness.tasks.classic:CacmTask",
+    "niah": "harness.tasks.niah:NiahTask",
+    "icr-json": "harness.tasks.icr_json:IcrJsonTask",
+    "longmemeval": "harness.tasks.longmemeval:LongMemEvalTask",
+    "clipper": "harness.tasks.clipper:ClipperTask",
+    "hotpotqa": "harness.tasks.multihop:HotpotQATask",
+    "musique": "harness.tasks.multihop:MusiqueTask",
+    "2wikimultihopqa": "harness.tasks.multihop:TwoWikiTask",
 }
 
 GROUPS = {"retriever": "harness.retrievers", "task": "harness.tasks"}
 
 
+#: Top-level names the built-in plug-ins had before they moved under ``harness.``; a
+#: ``module:Class`` reference that uses them still works.
+_OLD_TOP_LEVEL = ("tasks.", "retrievers.")
+
+
+def _module_exists(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ImportError:
+        return False
+
+
 def _load_reference(ref: str, what: str) -> Any:
     module_name, _, attr = ref.partition(":")
+    if module_name.startswith(_OLD_TOP_LEVEL) and _module_exists(f"harness.{module_name}"):
+        module_name = f"harness.{module_name}"
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -116,9 +131,9 @@ def make_task(task_id: str, data: str | None = None, **params: Any) -> Task:
     ``qrels/test.tsv``).
     """
     if os.path.isdir(task_id):
-        from tasks.beir import BeirTask
-
-        return BeirTask(name=Path(task_id).resolve().name, data=task_id, **params)
+        # A local BEIR-format folder: the "beir" family, named by its string like every built-in.
+        folder_task = _load_reference(BUILTIN_TASKS["beir"], "task")
+        return folder_task(name=Path(task_id).resolve().name, data=task_id, **params)
     if ":" in task_id and "/" not in task_id.split(":")[0]:
         cls = _load_reference(task_id, "task")
         name = None
@@ -147,6 +162,20 @@ def _all_task_ids(names: dict[str, str]) -> list[str]:
             continue
         ids.extend(f"{family}/{n}" for n in getattr(cls, "names", ()) or ())
     return ids
+
+
+def task_main_metric(task_id: str) -> str:
+    """The main metric declared by the task class of ``task_id``'s family (``nDCG@10`` when the
+    family is not registered here, e.g. a plug-in that is not installed)."""
+    family, _ = split_task_id(task_id)
+    ref = available("task").get(family)
+    if ref is None:
+        return Task.main_metric
+    try:
+        cls = _load_reference(ref, "task")
+    except HarnessError:
+        return Task.main_metric
+    return str(getattr(cls, "main_metric", Task.main_metric))
 
 
 def task_ids() -> list[str]:

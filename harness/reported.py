@@ -39,7 +39,8 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.io import atomic_write_text, read_yaml
-from harness.results import SCHEMA_VERSION, default_output_path, load_result, validate_result
+from harness.registry import task_main_metric
+from harness.results import SCHEMA_VERSION, Result, default_output_path
 
 log = logging.getLogger(__name__)
 
@@ -244,9 +245,9 @@ def row_average(row: Row) -> float | None:
     return sum(row.values) / len(row.values)  # type: ignore[arg-type]
 
 
-def expand(src: ReportedSource) -> list[tuple[Path, dict[str, Any]]]:
+def expand(src: ReportedSource) -> list[tuple[Path, Result]]:
     """One (relative path, reported result) per (table, row, task, generation setting)."""
-    cells: dict[Path, dict[str, Any]] = {}
+    cells: dict[Path, Result] = {}
     for table in src.tables:
         for row in table.rows:
             groups: dict[tuple, list[tuple[Column, float]]] = {}
@@ -270,6 +271,7 @@ def expand(src: ReportedSource) -> list[tuple[Path, dict[str, Any]]]:
                     "retriever": _retriever(src, table, row),
                     "first_stage": dict(row.first_stage) if row.first_stage else None,
                     "generation": None,
+                    "main_metric": task_main_metric(task),
                     "metrics": {c.metric: to_fraction(v, src.scale) for c, v in items},
                 }
                 if table.generator:
@@ -286,17 +288,14 @@ def expand(src: ReportedSource) -> list[tuple[Path, dict[str, Any]]]:
                     }
                 if row.note:
                     result["note"] = row.note
-                rel = default_output_path(result, root=".")
+                cell = Result.from_dict(result, src.path)
+                rel = default_output_path(cell, root=".")
                 if rel in cells:
                     raise HarnessError(
                         f"{src.path}: table {table.number} row {row.label!r} gives {rel}, which another row also gives"
                     )
-                cells[rel] = result
+                cells[rel] = cell
     return sorted(cells.items())
-
-
-def _render(result: dict[str, Any]) -> str:
-    return json.dumps(result, indent=1, ensure_ascii=False, sort_keys=False) + "\n"
 
 
 def _owned_files(src: ReportedSource, out_root: Path) -> list[Path]:
@@ -323,8 +322,8 @@ def write_cells(tables: str | Path = DEFAULT_TABLES, out_root: str | Path = DEFA
     written = []
     for rel, result in expand(src):
         path = out_root / rel
-        validate_result(result, path)
-        text = _render(result)
+        result.validate(path)
+        text = result.to_json()
         if not path.exists() or path.read_text(encoding="utf-8") != text:
             atomic_write_text(path, text)
         written.append(path)
@@ -341,7 +340,7 @@ def out_of_sync(tables: str | Path = DEFAULT_TABLES, out_root: str | Path = DEFA
     src = load_tables(tables)
     out_root = Path(out_root)
     problems = []
-    expected = {out_root / rel: _render(result) for rel, result in expand(src)}
+    expected = {out_root / rel: result.to_json() for rel, result in expand(src)}
     for path, text in expected.items():
         if not path.exists():
             problems.append(f"{path}: missing")
@@ -351,16 +350,6 @@ def out_of_sync(tables: str | Path = DEFAULT_TABLES, out_root: str | Path = DEFA
         if path not in expected:
             problems.append(f"{path}: stale (no such cell in {src.path})")
     return problems
-
-
-def load_cells(out_root: str | Path = DEFAULT_OUTPUT_ROOT) -> list[tuple[Path, dict[str, Any]]]:
-    """Every reported JSON file under ``out_root``, validated."""
-    cells = []
-    for path in sorted(Path(out_root).rglob("*.json")):
-        result = load_result(path)
-        validate_result(result, path)
-        cells.append((path, result))
-    return cells
 
 
 def main(argv: list[str] | None = None) -> int:

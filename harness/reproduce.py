@@ -31,7 +31,7 @@ Template fields: ``{task}``, ``{output}``, ``{top_k}``, ``{lm}``, ``{model}``, `
 Environment variables (``$VAR`` / ``${VAR}``) are expanded when a command runs.
 
 Statuses: ``OK`` (|measured − expected| <= tolerance), ``FAIL`` (outside the tolerance, or the
-file lacks the metric), ``INVALID`` (the file fails :func:`harness.results.validate_result` or
+file lacks the metric), ``INVALID`` (the file fails :meth:`harness.results.Result.validate` or
 is not a measured result), ``MISSING`` (no result file yet) and ``PENDING`` (the recipe has no
 expected value yet: measured is shown, nothing is compared). FAIL and INVALID always fail a
 check; MISSING and PENDING only with ``strict``.
@@ -52,7 +52,7 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.io import read_yaml
-from harness.results import load_result, slug, validate_result
+from harness.results import Result, slug
 
 log = logging.getLogger(__name__)
 
@@ -275,13 +275,13 @@ def check_cell(cell: Cell, root: str | Path = ".") -> CellCheck:
     if not path.exists():
         return CellCheck(cell, "MISSING", detail=f"no file {path}")
     try:
-        result = load_result(path)
-        validate_result(result, path)
+        result = Result.from_json(path)
+        result.validate(path)
     except HarnessError as exc:
         return CellCheck(cell, "INVALID", detail=str(exc))
-    if result.get("kind") != "measured":
-        return CellCheck(cell, "INVALID", detail=f"{path} is a {result.get('kind')!r} result, not a measured one")
-    value = result["metrics"].get(cell.metric)
+    if result.kind != "measured":
+        return CellCheck(cell, "INVALID", detail=f"{path} is a {result.kind!r} result, not a measured one")
+    value = result.metrics.get(cell.metric)
     if value is None:
         return CellCheck(cell, "FAIL", detail=f"{path} has no metric {cell.metric!r}")
     if cell.expected is None:

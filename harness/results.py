@@ -1,114 +1,304 @@
-"""Result files: the schema, loading, checking and default file names.
+"""Result files: the :class:`Result` class is the schema.
 
-One JSON file per (task, retriever, model, heads, first stage). A *measured* file looks like::
+One JSON file per (task, retriever, model, heads, first stage, generation). :class:`Result` is
+the one place the schema is defined: every reader (runner, leaderboard, shards, merge,
+reproduce, validate) goes through :meth:`Result.from_json` / :meth:`Result.from_dict`, every
+writer through :meth:`Result.to_json` / :meth:`Result.write`, and :meth:`Result.validate` is the
+single gate for ``harness validate``, the leaderboard, merge and reproduce.
 
-    {
-      "schema_version": 1, "kind": "measured",
-      "task": {"id", "source", "revision", "sha256", "split", "n_queries", "max_queries", "seed",
-               "ignore_identical_ids", "query_ids_sha256"},
-      "retriever": {"name", "kind", "params", "model", "revision", "heads", ...},
-      "first_stage": null | {"name", "params", "depth", "recall": {"R@200": ...}, "run_sha256"},
-      "truncate_words": null | int,
-      "generation": null | {"generator": {...}, "judge": {...}, "top_k", "full_context", ...},
-      "metrics": {"nDCG@10": 0.71, ...},
-      "per_query": {"q1": {"nDCG@10": 1.0, ...}, ...},
-      "run_sha256": "...", "config_hash": "...",
-      "environment": {...}, "timing": {...}, "date": "2026-11-26T23:00:00+00:00"
-    }
+A *measured* result carries per-query values; its metrics must equal their means. A *reported*
+result (numbers copied from a paper) has ``kind: "reported"``, a non-empty ``source`` and
+``metrics`` only, and is never mixed with measured rows.
 
-A *reported* file (numbers copied from a paper) has ``"kind": "reported"``, a non-empty
-``"source"`` and ``metrics`` only; it never carries per-query values and is never mixed with
-measured rows.
+Schema versions: 1 (no ``main_metric``; read, upgraded in memory from the task's declaration)
+and 2 (current: adds ``main_metric``, the metric the leaderboard ranks by).
+
+>>> r = Result.from_dict({"schema_version": 2, "kind": "reported", "source": "a paper, Table 1",
+...                       "task": {"id": "beir/nq"}, "retriever": {"name": "bm25", "params": {}},
+...                       "first_stage": None, "generation": None, "metrics": {"nDCG@10": 0.3},
+...                       "main_metric": "nDCG@10"})
+>>> r.task.id, r.family, r.metrics["nDCG@10"], r.validate()
+('beir/nq', 'beir', 0.3, [])
+>>> Result.from_dict(json.loads(r.to_json())) == r
+True
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from harness.errors import HarnessError
-from harness.io import read_json
+from harness.io import atomic_write_text, read_json
 
-SCHEMA_VERSION = 1
-
-MEASURED_FIELDS = (
-    "schema_version", "kind", "task", "retriever", "first_stage", "metrics", "per_query",
-    "config_hash", "environment", "timing", "date",
-)
-TASK_FIELDS = ("id", "source", "n_queries")
-RETRIEVER_FIELDS = ("name", "kind", "params")
-ENVIRONMENT_FIELDS = ("harness", "git_commit", "python", "device", "packages")
-REPORTED_FIELDS = ("schema_version", "kind", "source", "task", "retriever", "metrics")
+SCHEMA_VERSION = 2
+#: Versions this harness reads (older ones are upgraded in memory).
+READABLE_VERSIONS = (1, 2)
+KINDS = ("measured", "reported")
 
 
-def load_result(path: str | Path) -> dict[str, Any]:
-    """Read a result file; a file that is not JSON gives a one-line error naming it."""
-    path = Path(path)
-    obj = read_json(path, invalid="not valid JSON")
-    if not isinstance(obj, dict):
-        raise HarnessError(f"{path}: expected a JSON object at the top level")
-    return obj
+@dataclass
+class Record:
+    """A JSON object with declared fields; unknown keys are kept in ``extra`` and the key order
+    of the file in ``order``, so that reading and writing a file changes nothing."""
+
+    REQUIRED: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def declared(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls) if f.name not in ("extra", "order")]
+
+    @classmethod
+    def from_dict(cls, obj: Any, where: str, path: str | Path = "<result>") -> Any:
+        if not isinstance(obj, dict):
+            raise HarnessError(f"{path}: field {where!r} must be an object, got {type(obj).__name__}")
+        for name in cls.REQUIRED:
+            if name not in obj:
+                raise HarnessError(f"{path}: missing field {where}.{name!r}" if where else
+                                   f"{path}: missing field {name!r}")
+        names = cls.declared()
+        known = {k: obj[k] for k in names if k in obj}
+        extra = {k: v for k, v in obj.items() if k not in names}
+        return cls(**known, extra=extra, order=tuple(obj))  # type: ignore[call-arg]
+
+    def to_dict(self) -> dict[str, Any]:
+        values = {name: getattr(self, name) for name in self.declared()}
+        values = {k: (v.to_dict() if isinstance(v, Record) else v) for k, v in values.items()}
+        out: dict[str, Any] = {}
+        order = list(self.order) + [k for k in values if k not in self.order]  # type: ignore[attr-defined]
+        for key in order + [k for k in self.extra if k not in order]:  # type: ignore[attr-defined]
+            if key in values and (values[key] is not None or key in self.order):  # type: ignore[attr-defined]
+                out[key] = values[key]
+            elif key in self.extra:  # type: ignore[attr-defined]
+                out[key] = self.extra[key]  # type: ignore[attr-defined]
+        return out
 
 
-def mean_metrics(per_query: dict[str, dict[str, float]]) -> dict[str, float]:
-    """The aggregation rule: each metric is the mean over the queries that carry it."""
-    sums: dict[str, float] = {}
-    counts: dict[str, int] = {}
-    for values in per_query.values():
-        for name, value in values.items():
-            sums[name] = sums.get(name, 0.0) + float(value)
-            counts[name] = counts.get(name, 0) + 1
-    return {name: sums[name] / counts[name] for name in sorted(sums)}
+@dataclass
+class TaskInfo(Record):
+    """What was evaluated: task id, data provenance (source, revision or sha256, split) and the
+    evaluated queries. Task-specific provenance (the NIAH grid, CLIPPER's books) is in ``extra``."""
+
+    REQUIRED: ClassVar[tuple[str, ...]] = ("id",)
+    id: str = ""
+    source: str | None = None
+    split: str | None = None
+    revision: str | None = None
+    sha256: str | None = None
+    n_queries: int | None = None
+    n_available: int | None = None
+    max_queries: int | None = None
+    seed: int | None = None
+    ignore_identical_ids: bool | None = None
+    excluded_queries_from: str | None = None
+    query_ids: list[str] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    order: tuple[str, ...] = ()
 
 
-def _require(obj: dict[str, Any], fields: tuple[str, ...], where: str, path: Path) -> None:
-    for field in fields:
-        if field not in obj:
-            raise HarnessError(f"{path}: missing field {where}{field!r}")
+@dataclass
+class RetrieverInfo(Record):
+    """The retriever's ``meta``: name, kind, parameters, model, revision and head set."""
+
+    REQUIRED: ClassVar[tuple[str, ...]] = ("name",)
+    name: str = ""
+    kind: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    model: str | None = None
+    revision: str | None = None
+    heads_name: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    order: tuple[str, ...] = ()
 
 
-def validate_result(obj: dict[str, Any], path: str | Path = "<result>", *, tolerance: float = 1e-6) -> list[str]:
-    """Check a result file; raise :class:`HarnessError` on the first defect.
+@dataclass
+class FirstStageInfo(Record):
+    """The first stage a re-ranker re-ranked: its name, depth and recall at that depth (the ceiling)."""
 
-    Checks the schema version, required fields (provenance included), that every evaluated
-    query has per-query values, and that each reported metric equals the mean of its per-query
-    values. Returns a list of warnings (non-fatal observations).
+    REQUIRED: ClassVar[tuple[str, ...]] = ("name", "depth")
+    name: str = ""
+    depth: int = 0
+    params: dict[str, Any] | None = None
+    recall: dict[str, float] | None = None
+    run_sha256: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    order: tuple[str, ...] = ()
+
+
+@dataclass
+class ShardInfo(Record):
+    """Which slice ``query_ids[index::count]`` of ``all_query_ids`` a shard file holds."""
+
+    REQUIRED: ClassVar[tuple[str, ...]] = ("index", "count", "all_query_ids")
+    index: int = 0
+    count: int = 1
+    all_query_ids: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+    order: tuple[str, ...] = ()
+
+
+@dataclass
+class Result(Record):
+    """One result file (see the module docstring).
+
+    ``generation`` (generator/judge meta, top-k, full context, failures), ``environment``
+    (:func:`harness.provenance.environment`) and ``timing`` are free-form objects.
     """
-    path = Path(path)
-    version = obj.get("schema_version")
-    if not isinstance(version, int):
-        raise HarnessError(f"{path}: missing field 'schema_version'")
-    if version < SCHEMA_VERSION:
-        raise HarnessError(
-            f"{path}: schema version {version} is older than the current {SCHEMA_VERSION}; re-run it with this harness"
-        )
-    if version > SCHEMA_VERSION:
-        raise HarnessError(f"{path}: schema version {version} is newer than this harness ({SCHEMA_VERSION}); upgrade")
-    kind = obj.get("kind")
-    if kind == "reported":
-        _require(obj, REPORTED_FIELDS, "", path)
-        if not str(obj.get("source") or "").strip():
-            raise HarnessError(f"{path}: reported result has an empty 'source'")
-        _check_metric_values(obj["metrics"], path, "metrics")
-        return []
-    if kind != "measured":
-        raise HarnessError(f"{path}: field 'kind' must be 'measured' or 'reported', got {kind!r}")
-    _require(obj, MEASURED_FIELDS, "", path)
-    _require(obj["task"], TASK_FIELDS, "task.", path)
-    _require(obj["retriever"], RETRIEVER_FIELDS, "retriever.", path)
-    _require(obj["environment"], ENVIRONMENT_FIELDS, "environment.", path)
-    metrics, per_query = obj["metrics"], obj["per_query"]
-    _check_metric_values(metrics, path, "metrics")
+
+    schema_version: int = SCHEMA_VERSION
+    kind: str = "measured"
+    task: TaskInfo = field(default_factory=TaskInfo)
+    retriever: RetrieverInfo = field(default_factory=RetrieverInfo)
+    first_stage: FirstStageInfo | None = None
+    truncate_words: int | None = None
+    generation: dict[str, Any] | None = None
+    main_metric: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    per_query: dict[str, dict[str, float]] | None = None
+    run_sha256: str | None = None
+    config_hash: str | None = None
+    environment: dict[str, Any] | None = None
+    timing: dict[str, Any] | None = None
+    date: str | None = None
+    shard: ShardInfo | None = None
+    run: dict[str, dict[str, float]] | None = None
+    source: str | None = None
+    citation: str | None = None
+    table: dict[str, Any] | None = None
+    note: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    order: tuple[str, ...] = ()
+
+    MEASURED: ClassVar[tuple[str, ...]] = (
+        "task", "retriever", "first_stage", "metrics", "per_query", "config_hash", "environment", "timing", "date",
+    )
+    REPORTED: ClassVar[tuple[str, ...]] = ("source", "task", "retriever", "metrics")
+    TASK_FIELDS: ClassVar[tuple[str, ...]] = ("id", "source", "n_queries")
+    RETRIEVER_FIELDS: ClassVar[tuple[str, ...]] = ("name", "kind", "params")
+    ENVIRONMENT_FIELDS: ClassVar[tuple[str, ...]] = ("harness", "git_commit", "python", "device", "packages")
+
+    # -- reading and writing -------------------------------------------------------------------
+    @classmethod
+    def from_json(cls, path: str | Path) -> Result:
+        """Read a result file; a file that is not a JSON object gives a one-line error naming it."""
+        return cls.from_dict(load_result(path), path)
+
+    @classmethod
+    def from_dict(cls, obj: Any, path: str | Path = "<result>", where: str = "") -> Result:  # type: ignore[override]
+        """Build a result from its JSON object, checking the version, kind and section types."""
+        if not isinstance(obj, dict):
+            raise HarnessError(f"{path}: expected a JSON object at the top level")
+        version = obj.get("schema_version")
+        if "schema_version" not in obj:
+            raise HarnessError(f"{path}: not a result file (missing field 'schema_version')")
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise HarnessError(f"{path}: field 'schema_version' must be an integer, got {version!r}")
+        if version not in READABLE_VERSIONS:
+            newer = version > SCHEMA_VERSION
+            raise HarnessError(f"{path}: schema version {version} is {'newer' if newer else 'older'} than this harness "
+                               f"reads ({', '.join(map(str, READABLE_VERSIONS))}); "
+                               + ("upgrade the harness" if newer else "re-run it with this harness"))
+        kind = obj.get("kind")
+        if kind not in KINDS:
+            raise HarnessError(f"{path}: field 'kind' must be 'measured' or 'reported', got {kind!r}")
+        required = cls.MEASURED if kind == "measured" else cls.REPORTED
+        for name in required:
+            if name not in obj:
+                raise HarnessError(f"{path}: missing field {name!r}")
+        result = super().from_dict(obj, where, path)
+        result.task = TaskInfo.from_dict(obj["task"], "task", path)
+        result.retriever = RetrieverInfo.from_dict(obj["retriever"], "retriever", path)
+        if obj.get("first_stage") is not None:
+            result.first_stage = FirstStageInfo.from_dict(obj["first_stage"], "first_stage", path)
+        if obj.get("shard") is not None:
+            result.shard = ShardInfo.from_dict(obj["shard"], "shard", path)
+        return result
+
+    def to_dict(self) -> dict[str, Any]:
+        return super().to_dict()
+
+    def to_json(self) -> str:
+        """The file's text: measured results key-sorted, indent 2; reported ones in insertion order, indent 1."""
+        if self.kind == "reported":
+            return json.dumps(self.to_dict(), indent=1, ensure_ascii=False) + "\n"
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+    def write(self, path: str | Path) -> None:
+        """Write atomically (a temporary file and a rename)."""
+        atomic_write_text(path, self.to_json())
+
+    # -- derived views ---------------------------------------------------------------------------
+    @property
+    def family(self) -> str:
+        """The task family: the part of the task id before the first ``/``."""
+        return self.task.id.split("/")[0]
+
+    @property
+    def declared_main_metric(self) -> str:
+        """``main_metric``; for a version-1 file (which predates the field), the main metric its
+        task class declares (:attr:`harness.types.Task.main_metric`)."""
+        if self.main_metric:
+            return self.main_metric
+        from harness.registry import task_main_metric
+
+        return task_main_metric(self.task.id)
+
+    @property
+    def ranked_by(self) -> str | None:
+        """The metric the leaderboard ranks this row by: the declared main metric when the row
+        has it, else the first of its metrics in name order."""
+        main = self.declared_main_metric
+        if main in self.metrics:
+            return main
+        return next(iter(sorted(self.metrics)), None)
+
+    # -- the one gate ------------------------------------------------------------------------------
+    def validate(self, path: str | Path = "<result>", *, tolerance: float = 1e-6) -> list[str]:
+        """Check the result; raise :class:`HarnessError` on the first defect, return warnings.
+
+        Checks required fields (provenance included), that every evaluated query has per-query
+        values, and that each metric equals the mean of its per-query values.
+        """
+        _check_metric_values(self.metrics, Path(path), "metrics")
+        if self.main_metric is not None and not isinstance(self.main_metric, str):
+            raise HarnessError(f"{path}: field 'main_metric' must be a metric name, got {self.main_metric!r}")
+        if self.kind == "reported":
+            if not str(self.source or "").strip():
+                raise HarnessError(f"{path}: reported result has an empty 'source'")
+            return []
+        return _validate_measured(self, Path(path), tolerance)
+
+
+def _validate_measured(result: Result, path: Path, tolerance: float) -> list[str]:
+    task = result.task.to_dict()
+    for name in Result.TASK_FIELDS:
+        if name not in task:
+            raise HarnessError(f"{path}: missing field task.{name!r}")
+    retriever = result.retriever.to_dict()
+    for name in Result.RETRIEVER_FIELDS:
+        if name not in retriever:
+            raise HarnessError(f"{path}: missing field retriever.{name!r}")
+    environment = result.environment if isinstance(result.environment, dict) else {}
+    for name in Result.ENVIRONMENT_FIELDS:
+        if name not in environment:
+            raise HarnessError(f"{path}: missing field environment.{name!r}")
+    per_query = result.per_query
     if not isinstance(per_query, dict) or not per_query:
         raise HarnessError(f"{path}: 'per_query' is empty")
-    expected = obj["task"]["n_queries"]
+    if not result.metrics:
+        raise HarnessError(f"{path}: 'metrics' is empty")
+    expected = result.task.n_queries
+    available = result.task.n_available
+    if isinstance(available, int) and isinstance(expected, int) and expected > available:
+        raise HarnessError(f"{path}: task.n_queries is {expected} but only {available} queries were available")
     if len(per_query) != expected:
-        raise HarnessError(
-            f"{path}: per_query covers {len(per_query)} queries but task.n_queries is {expected}"
-        )
-    query_ids = obj["task"].get("query_ids")
+        raise HarnessError(f"{path}: per_query covers {len(per_query)} queries but task.n_queries is {expected}")
+    query_ids = result.task.query_ids
     if query_ids is not None:
         missing = sorted(set(query_ids) - set(per_query))
         extra = sorted(set(per_query) - set(query_ids))
@@ -119,15 +309,52 @@ def validate_result(obj: dict[str, Any], path: str | Path = "<result>", *, toler
     for qid, values in per_query.items():
         _check_metric_values(values, path, f"per_query[{qid!r}]")
     recomputed = mean_metrics(per_query)
-    for name, value in metrics.items():
+    for name, value in result.metrics.items():
         if name not in recomputed:
             raise HarnessError(f"{path}: metric {name!r} has no per-query values")
         if abs(recomputed[name] - value) > tolerance * max(1.0, abs(value)):
             raise HarnessError(
                 f"{path}: metric {name!r} is {value!r} but its per-query values average {recomputed[name]!r}"
             )
-    warnings = [f"per-query metric {name!r} is not in 'metrics'" for name in recomputed if name not in metrics]
-    return warnings
+    return [f"per-query metric {name!r} is not in 'metrics'" for name in recomputed if name not in result.metrics]
+
+
+def load_result(path: str | Path) -> dict[str, Any]:
+    """The raw JSON object of a result file (no schema checks; see :meth:`Result.from_json`)."""
+    path = Path(path)
+    obj = read_json(path, invalid="not valid JSON")
+    if not isinstance(obj, dict):
+        raise HarnessError(f"{path}: expected a JSON object at the top level")
+    return obj
+
+
+def validate_result(obj: dict[str, Any], path: str | Path = "<result>", *, tolerance: float = 1e-6) -> list[str]:
+    """``Result.from_dict(obj, path).validate(path)``: the gate, for a raw JSON object."""
+    return Result.from_dict(obj, path).validate(path, tolerance=tolerance)
+
+
+def mean_metrics(per_query: dict[str, dict[str, float]]) -> dict[str, float]:
+    """The aggregation rule: each metric is the mean over the queries that carry it.
+
+    >>> mean_metrics({"q1": {"R@1": 1.0}, "q2": {"R@1": 0.0, "acc": 1.0}})
+    {'R@1': 0.5, 'acc': 1.0}
+    """
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for values in per_query.values():
+        for name, value in values.items():
+            sums[name] = sums.get(name, 0.0) + float(value)
+            counts[name] = counts.get(name, 0) + 1
+    return {name: sums[name] / counts[name] for name in sorted(sums)}
+
+
+#: Metrics that are fractions: their values must lie in [0, 1] (a per-query nDCG of 7.5 is a
+#: tampered or broken file). Names are matched on the part before ``/`` (``accuracy/type``).
+BOUNDED_METRICS = re.compile(
+    r"^(nDCG|R|R_all|R_any|R_frac|P|MRR|MAP|Recall|recall)(@\d+)?$"
+    r"|^(accuracy|claim_accuracy|pair_accuracy|F1|EM|ROUGE-1-R|ROUGE-1|judge_failed|missing_answer_tag"
+    r"|parse_failure_rate|parse_none_rate|parse_partial_rate)$"
+)
 
 
 def _check_metric_values(values: Any, path: Path, where: str) -> None:
@@ -136,31 +363,50 @@ def _check_metric_values(values: Any, path: Path, where: str) -> None:
     for name, value in values.items():
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
             raise HarnessError(f"{path}: {where}[{name!r}] is not a finite number: {value!r}")
+        if BOUNDED_METRICS.match(str(name).split("/")[0]) and not 0.0 <= value <= 1.0:
+            raise HarnessError(f"{path}: {where}[{name!r}] is {value!r}, outside [0, 1]")
 
 
 def slug(text: str) -> str:
-    """File-name-safe form of a model id or parameter value."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "_"
+    """File-name-safe form of a model id, task id part or parameter value: never empty, never
+    ``.`` or ``..``, never starting with a dot, so it cannot leave the folder it is joined to.
+
+    >>> slug("meta-llama/Llama-3.1-8B"), slug(".."), slug("../../etc"), slug("")
+    ('meta-llama_Llama-3.1-8B', '_', '__.._etc', '_')
+    """
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
+    if cleaned.startswith("."):
+        cleaned = "_" + cleaned.lstrip(".")
+    return cleaned if cleaned.strip("._") else "_"
 
 
-def default_output_path(result: dict[str, Any], root: str | Path = "results") -> Path:
+def inside(root: str | Path, *parts: str) -> Path:
+    """``root/part/...`` with every part slugged, checked to stay inside ``root``."""
+    base = Path(root)
+    path = base.joinpath(*[slug(p) for p in parts])
+    if not path.resolve().is_relative_to(base.resolve()):
+        raise HarnessError(f"{path}: a path built from data must stay inside {base}")
+    return path
+
+
+def default_output_path(result: Result, root: str | Path = "results") -> Path:
     """``results/<task id>/<retriever>[__<model>][__<heads>][__<first stage><depth>][__gen-…].json``."""
-    task_dir = Path(root).joinpath(*[slug(p) for p in result["task"]["id"].split("/")])
-    retriever = result["retriever"]
-    parts = [slug(retriever["name"])]
-    if retriever.get("model"):
-        parts.append(slug(str(retriever["model"]).rstrip("/").split("/")[-1]))
-    if retriever.get("heads_name"):
-        parts.append(slug(str(retriever["heads_name"])))
-    first_stage = result.get("first_stage")
+    task_dir = inside(root, *result.task.id.split("/"))
+    retriever = result.retriever
+    parts = [slug(retriever.name)]
+    if retriever.model:
+        parts.append(slug(str(retriever.model).rstrip("/").split("/")[-1]))
+    if retriever.heads_name:
+        parts.append(slug(str(retriever.heads_name)))
+    first_stage = result.first_stage
     if first_stage:
-        parts.append(f"{slug(first_stage['name'])}{first_stage['depth']}")
-    task = result["task"]
-    if task.get("excluded_queries_from"):
-        parts.append(f"excl-{slug(Path(task['excluded_queries_from']).stem)}")
-    if task.get("n_available") and len(task.get("query_ids") or []) < task["n_available"]:
-        parts.append(f"q{len(task['query_ids'])}-seed{task.get('seed')}")
-    generation = result.get("generation")
+        parts.append(f"{slug(first_stage.name)}{first_stage.depth}")
+    task = result.task
+    if task.excluded_queries_from:
+        parts.append(f"excl-{slug(Path(task.excluded_queries_from).stem)}")
+    if task.n_available and len(task.query_ids or []) < task.n_available:
+        parts.append(f"q{len(task.query_ids or [])}-seed{task.seed}")
+    generation = result.generation
     if generation:
         mode = "full" if generation.get("full_context") else f"top{generation.get('top_k')}"
         gen_model = str(generation["generator"].get("spec", "gen")).split(":", 1)[-1].rstrip("/").split("/")[-1]

@@ -1,8 +1,16 @@
 """Run one (task, retriever) cell end to end and write its result file.
 
-Steps: load the task -> choose the queries (sampling) -> build instances (a first stage over
-the corpus for re-rankers) -> score them, appending each query's scores to a resume file as it
-finishes -> metrics -> optional downstream generation -> result file (atomic).
+The pipeline, one step per function::
+
+    prepare(config, reranker)            task, data, queries (sampled, sharded), instances
+                                         (a cached first stage over the corpus for re-rankers)
+    score(config, prepared, retriever)   the run, each query appended to a resume file as it finishes
+    evaluate(config, prepared, scored,   per-query metrics, then optional downstream generation
+             generator, judge)
+    assemble(config, prepared, ...)      the typed :class:`~harness.results.Result`
+
+:func:`execute` validates the configuration, builds the retriever and generators, calls the four
+steps and writes the file atomically. ``harness detect`` reuses :func:`prepare`.
 
 A run killed mid-way and started again with the same configuration skips the queries already
 in its resume file (``<cache>/runs/<config hash>.jsonl``) and ends with the same result.
@@ -13,18 +21,29 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-import os
 import time
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from harness import provenance
-from harness.errors import HarnessError, unknown_name
-from harness.io import atomic_write_json, cache_dir, check_writable, sha256_json
+from harness.errors import HarnessError
+from harness.io import cache_dir, check_writable, sha256_json
+from harness.params import check_names
+from harness.progress import progress_disabled_by_env, silence_library_progress
 from harness.registry import make_task, retriever_class
-from harness.results import SCHEMA_VERSION, default_output_path, mean_metrics
+from harness.results import (
+    SCHEMA_VERSION,
+    FirstStageInfo,
+    Result,
+    RetrieverInfo,
+    TaskInfo,
+    default_output_path,
+    mean_metrics,
+)
+from harness.resume import ResumeFile, score_with_resume
+from harness.sampling import sample_queries
+from harness.text import truncate_words
 from harness.types import Instance, Qrels, Query, Retriever, Run, Task, TaskData
 
 log = logging.getLogger(__name__)
@@ -43,7 +62,8 @@ class RunConfig:
     first_stage: str | None = None
     depth: int | None = None
     max_queries: int | None = None
-    seed: int = 42
+    #: Sampling seed; None takes the task's ``default_seed`` (42).
+    seed: int | None = None
     #: A head file (its ``query_ids``) or a text file of query ids (one per line) to leave out,
     #: e.g. the queries used for head detection.
     exclude_queries: str | None = None
@@ -56,6 +76,9 @@ class RunConfig:
     top_k: int = 5
     full_context: bool = False
     max_tokens: int | None = None
+    #: Write the result even when generations or judgements failed (counted as wrong answers, the
+    #: counts recorded); without it such a run is an error.
+    allow_failures: bool = False
     output: str | None = None
     save_run: str | None = None
     show_progress: bool = True
@@ -74,36 +97,36 @@ def build_retriever(name: str, model: str | None = None, params: dict[str, Any] 
     accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
     declared = [p for p in signature.parameters if p not in ("self", "args", "kwargs")]
     if not accepts_any:
-        for key in params:
-            if key not in declared:
-                if key == "model":
-                    raise HarnessError(f"retriever {name!r} takes no --model")
-                raise unknown_name(f"parameter of retriever {name!r}", key, declared)
+        if "model" in params and "model" not in declared:
+            raise HarnessError(f"retriever {name!r} takes no --model")
+        check_names(f"parameter of retriever {name!r}", params, declared)
     try:
         return cls(**params)
     except TypeError as exc:
         raise HarnessError(f"retriever {name!r}: {exc}") from None
 
 
-def _task_default(task: Task, attribute: str, value: Any) -> Any:
-    return value if value is not None else getattr(task, attribute, None)
+def _task_default(value: Any, task: Task, attribute: str) -> Any:
+    """``value`` when given, else the task's declared default (see :class:`~harness.types.Task`)."""
+    return value if value is not None else getattr(task, attribute)
 
 
 def select_queries(task: Task, data: TaskData, max_queries: int | None, seed: int) -> tuple[list[Query], int]:
-    """The evaluated queries (judged ones, sampled down to ``max_queries``; 0 = all) and how many were available."""
+    """The evaluated queries (judged ones, sampled down to ``max_queries``; 0 = all) and how many were available.
+
+    The sampling unit is the query, or the task's ``sample_group`` (CLIPPER's claim pairs: paired
+    queries are drawn together, never half a pair).
+    """
     judged = [q for q in data.queries if q.id in data.qrels] if data.corpus is not None else list(data.queries)
     available = len(judged)
-    limit = _task_default(task, "default_max_queries", max_queries)
-    # The sampling unit is the query, or the task's ``sample_group`` (CLIPPER's claim pairs:
-    # paired queries are drawn together, never half a pair).
-    group_key = getattr(task, "sample_group", None)
+    limit = _task_default(max_queries, task, "default_max_queries")
+    group_key = task.sample_group
+
     def unit(q: Query) -> str:
         return str(q.meta.get(group_key, q.id)) if group_key else q.id
 
     units = list(dict.fromkeys(unit(q) for q in judged))
     if limit and len(units) > limit:
-        from tasks.sampling import sample_queries
-
         keep = set(sample_queries(units, limit, seed))
         judged = [q for q in judged if unit(q) in keep]
         log.info("sampled %d of the task's %d %s (%d queries) with seed %d",
@@ -129,279 +152,332 @@ def read_query_id_file(path: str) -> set[str]:
     return {line.strip() for line in text.splitlines() if line.strip()}
 
 
-def truncate_words(text: str, words: int | None) -> str:
-    """The first ``words`` whitespace-separated words of ``text`` (PROTOCOL: 400 for BEIR)."""
-    if not words:
-        return text
-    parts = text.split()
-    return text if len(parts) <= words else " ".join(parts[:words])
-
-
 def _top_ids(scores: dict[str, float], k: int | None = None) -> list[str]:
     ranked = sorted(scores, key=lambda d: (-scores[d], d))
     return ranked if k is None else ranked[:k]
 
 
+def _cut(doc: Any, words: int | None) -> Any:
+    return replace(doc, text=truncate_words(doc.text, words)) if words else doc
+
+
 def build_instances(
-    queries: Sequence[Query], data: TaskData, first_run: Run, depth: int, words: int | None
+    queries: list[Query], data: TaskData, first_run: Run, depth: int, words: int | None
 ) -> list[Instance]:
     """Instances whose candidates are each query's first-stage top ``depth``, best first."""
     assert data.corpus is not None
-    instances = []
-    for query in queries:
-        docs = []
-        for doc_id in _top_ids(first_run.get(query.id, {}), depth):
-            doc = data.corpus[doc_id]
-            docs.append(replace(doc, text=truncate_words(doc.text, words)) if words else doc)
-        instances.append(Instance(query=query, candidates=docs, gold=dict(data.qrels.get(query.id, {}))))
-    return instances
+    return [
+        Instance(query=query, candidates=[_cut(data.corpus[d], words) for d in _top_ids(first_run.get(query.id, {}), depth)],
+                 gold=dict(data.qrels.get(query.id, {})))
+        for query in queries
+    ]
 
 
-class ResumeFile:
-    """Append-only JSONL of finished queries; a half-written last line (a kill) is ignored."""
+# -- step 1: prepare ---------------------------------------------------------------------------------
+@dataclass
+class Prepared:
+    """What :func:`prepare` hands to the later steps."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.done: dict[str, dict[str, Any]] = {}
-        if path.exists():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    log.warning("%s: ignoring a truncated line (interrupted run)", path)
-                    continue
-                self.done[row["qid"]] = row
-            if self.done:
-                log.info("resuming: %d queries already scored (%s)", len(self.done), path)
-        self._handle = None
+    task: Task
+    data: TaskData
+    #: Every selected query (all shards), in evaluation order.
+    queries: list[Query]
+    #: The queries this process evaluates (its shard, or all).
+    evaluated: list[Query]
+    n_available: int
+    seed: int
+    instances: list[Instance]
+    #: Re-rankers: the first stage's record (name, params, depth, recall, run hash); else None.
+    first_stage: dict[str, Any] | None
+    #: Full-corpus retrieval depth (first-stage retrievers run on their own); else None.
+    search_depth: int | None
+    words: int | None
+    seconds: dict[str, float] = field(default_factory=dict)
 
-    def append(self, qid: str, scores: dict[str, float], stats: dict[str, float] | None) -> None:
-        if self._handle is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # Close a half-written line left by a kill before appending.
-            if self.path.exists() and self.path.stat().st_size and not self.path.read_bytes().endswith(b"\n"):
-                with open(self.path, "ab") as fix:
-                    fix.write(b"\n")
-            self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (kept open across appends; close())
-        row = {"qid": qid, "scores": scores, "stats": stats or {}}
-        self._handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
-        self.done[qid] = row
+    @property
+    def query_ids(self) -> list[str]:
+        return [q.id for q in self.evaluated]
 
-    def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
+    @property
+    def all_query_ids(self) -> list[str]:
+        return [q.id for q in self.queries]
+
+    def qrels(self, every_shard: bool = False) -> Qrels:
+        ids = self.all_query_ids if every_shard else self.query_ids
+        return {q: self.data.qrels.get(q, {}) for q in ids}
 
 
-def _progress(items: Sequence[Any], show: bool, desc: str) -> Iterator[Any]:
-    if not show or os.environ.get("DISABLE_TQDM") == "1":
-        return iter(items)
-    from tqdm.auto import tqdm
-
-    return iter(tqdm(items, desc=desc, unit="q"))
-
-
-def score_with_resume(
-    retriever: Retriever, instances: list[Instance], resume: ResumeFile, show_progress: bool, chunk: int = 8
-) -> Run:
-    """Score the instances not yet in ``resume``, appending each as soon as it is scored."""
-    todo = [inst for inst in instances if inst.query.id not in resume.done]
-    retriever.check(todo)
-    try:
-        chunks = [todo[i : i + chunk] for i in range(0, len(todo), chunk)]
-        bar = _progress(chunks, show_progress and len(chunks) > 1, f"scoring ({retriever.name})")
-        for batch in bar:
-            for inst, scores in zip(batch, retriever.score(batch), strict=True):
-                stats = getattr(retriever, "last_stats", {}).get(inst.query.id)
-                resume.append(inst.query.id, {d: float(s) for d, s in scores.items()}, stats)
-    finally:
-        resume.close()
-    return {inst.query.id: resume.done[inst.query.id]["scores"] for inst in instances}
+def _exclude(data: TaskData, path: str | None) -> None:
+    if not path:
+        return
+    excluded = read_query_id_file(path)
+    kept = [q for q in data.queries if q.id not in excluded]
+    log.info("left out %d queries listed in %s", len(data.queries) - len(kept), path)
+    data.queries = kept
+    if data.instances is not None:
+        data.instances = [inst for inst in data.instances if inst.query.id not in excluded]
 
 
-def _silence_library_progress() -> None:
-    """Switch off the progress bars of transformers / huggingface_hub / datasets too."""
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-    except ImportError:  # pragma: no cover - transformers is a dependency
-        pass
+def _check_depth(depth: int, data: TaskData) -> None:
+    assert data.corpus is not None
+    if depth > len(data.corpus):
+        raise HarnessError(f"--depth {depth} is larger than the corpus ({len(data.corpus)} documents)")
 
 
-def execute(config: RunConfig) -> tuple[dict[str, Any], Path]:
-    """Run ``config``; return the result dictionary and the path it was written to."""
+def _first_stage(config: RunConfig, prepared: Prepared) -> tuple[list[Instance], dict[str, Any]]:
+    """Re-ranking a corpus task: the cached first-stage top-``depth`` of every selected query."""
     from harness.first_stage import cached_search
-    from harness.metrics import evaluate
+    from harness.metrics import evaluate as evaluate_run
 
-    started = time.time()
-    if not config.show_progress or os.environ.get("DISABLE_TQDM") == "1":
-        _silence_library_progress()
-    if config.output:
-        check_writable(config.output)
-    if config.save_run:
-        check_writable(config.save_run)
+    task, data = prepared.task, prepared.data
+    assert data.corpus is not None
+    name = config.first_stage or "bm25"
+    fs = build_retriever(name)
+    if not fs.first_stage:
+        raise HarnessError(f"--first-stage {name}: retriever {name!r} cannot search a whole corpus")
+    depth = _task_default(config.depth, task, "default_depth") or 100
+    _check_depth(depth, data)
+    # The first stage covers every selected query (shards included), so its ceiling is the same
+    # in every shard and in an unsharded run.
+    fs_run = cached_search(fs, data.corpus, prepared.queries, depth)
+    recall = evaluate_run(prepared.qrels(every_shard=True), fs_run, [f"R@{depth}"],
+                          ignore_identical_ids=data.ignore_identical_ids)
+    info = {"name": name, "params": fs.meta.get("params", {}), "depth": depth,
+            "recall": recall.aggregate, "run_sha256": sha256_json(fs_run)}
+    return build_instances(prepared.evaluated, data, fs_run, depth, prepared.words), info
+
+
+def prepare(config: RunConfig, reranker: bool = True, task: Task | None = None) -> Prepared:
+    """Load the task, choose the queries (exclusion, sampling, shard) and build the instances.
+
+    ``reranker``: the retriever scores candidates (a first stage builds them on corpus tasks);
+    False for a first-stage retriever that searches the corpus itself. ``task``: the task of
+    ``config.task`` when the caller has built it already.
+    """
+    task = task or make_task(config.task, data=config.data, **config.task_params)
+    t0 = time.time()
+    data = task.load()
+    load_seconds = time.time() - t0
+    _exclude(data, config.exclude_queries)
+    seed = _task_default(config.seed, task, "default_seed")
+    queries, n_available = select_queries(task, data, config.max_queries, seed)
+    evaluated = queries
+    if config.shard:
+        index, count = config.shard
+        keep = {q.id for q in queries[index::count]}
+        evaluated = [q for q in queries if q.id in keep]
+    prepared = Prepared(task=task, data=data, queries=queries, evaluated=evaluated, n_available=n_available, seed=seed,
+                        instances=[], first_stage=None, search_depth=None, words=config.truncate_words)
+    t0 = time.time()
+    if data.corpus is not None and (config.first_stage is not None or reranker):
+        prepared.words = _task_default(config.truncate_words, task, "default_truncate_words")
+        prepared.instances, prepared.first_stage = _first_stage(config, prepared)
+    elif data.corpus is not None:
+        prepared.search_depth = config.depth or min(1000, len(data.corpus))
+        _check_depth(prepared.search_depth, data)
+    else:
+        assert data.instances is not None
+        keep_ids = set(prepared.query_ids)
+        prepared.instances = [inst for inst in data.instances if inst.query.id in keep_ids]
+        if prepared.words:
+            for inst in prepared.instances:
+                inst.candidates = [_cut(d, prepared.words) for d in inst.candidates]
+    prepared.seconds = {"load_seconds": load_seconds, "prepare_seconds": time.time() - t0}
+    return prepared
+
+
+# -- step 2: score -------------------------------------------------------------------------------------
+@dataclass
+class Scored:
+    """The run, the retriever's per-query diagnostics and the retrieval configuration hash."""
+
+    run: Run
+    stats: dict[str, dict[str, float]]
+    config_hash: str
+    seconds: float
+
+
+def retrieval_hash(prepared: Prepared, retriever: Retriever) -> str:
+    """Everything that changes the run: task, data, queries, retriever, first stage, document cut."""
+    first_stage = prepared.first_stage and {k: v for k, v in prepared.first_stage.items() if k != "recall"}
+    return sha256_json({
+        "schema": SCHEMA_VERSION, "task": prepared.task.id, "provenance": prepared.data.provenance,
+        "queries": prepared.all_query_ids, "retriever": retriever.meta, "first_stage": first_stage,
+        "truncate_words": prepared.words,
+    })
+
+
+def score(config: RunConfig, prepared: Prepared, retriever: Retriever) -> Scored:
+    """Score the instances with resume (re-rankers, instance tasks) or search the whole corpus."""
+    from harness.first_stage import cached_search
+
+    config_hash = retrieval_hash(prepared, retriever)
+    t0 = time.time()
+    stats: dict[str, dict[str, float]] = {}
+    if prepared.search_depth is None:
+        shard_tag = f".shard-{config.shard[0]}-of-{config.shard[1]}" if config.shard else ""
+        resume = ResumeFile(cache_dir("runs") / f"{config_hash}{shard_tag}.jsonl")
+        run = score_with_resume(retriever, prepared.instances, resume, config.show_progress)
+        wanted = set(prepared.query_ids)
+        stats = {qid: row["stats"] for qid, row in resume.done.items() if row.get("stats") and qid in wanted}
+    else:
+        assert prepared.data.corpus is not None
+        run = cached_search(retriever, prepared.data.corpus, prepared.evaluated, prepared.search_depth)
+    return Scored(run=run, stats=stats, config_hash=config_hash, seconds=time.time() - t0)
+
+
+# -- step 3: evaluate ------------------------------------------------------------------------------------
+@dataclass
+class Evaluated:
+    """Per-query metrics (ranking, diagnostics, answers) and the generation record."""
+
+    per_query: dict[str, dict[str, float]]
+    generation: dict[str, Any] | None = None
+    config_hash: str = ""
+    seconds: float = 0.0
+
+
+def evaluate(config: RunConfig, prepared: Prepared, scored: Scored, generator: Any = None,
+             judge: Any = None) -> Evaluated:
+    """Ranking metrics per query, the retriever's diagnostics, then downstream QA when asked."""
+    from harness.metrics import evaluate as evaluate_run
+
+    data = prepared.data
+    ranking = evaluate_run(prepared.qrels(), scored.run, list(data.metrics), ignore_identical_ids=data.ignore_identical_ids)
+    per_query = {qid: dict(ranking.per_query.get(qid, {})) for qid in prepared.query_ids}
+    for qid, values in scored.stats.items():
+        per_query[qid].update(values)
+    evaluated = Evaluated(per_query=per_query, config_hash=scored.config_hash)
+    if generator is None:
+        return evaluated
+    from harness.downstream import generate_and_score
+
+    t0 = time.time()
+    max_tokens = _task_default(config.max_tokens, prepared.task, "max_tokens")
+    _, gen_per_query, info = generate_and_score(
+        prepared.task, prepared.instances, scored.run, generator, top_k=config.top_k, full_context=config.full_context,
+        judge=judge, max_tokens=max_tokens, show_progress=config.show_progress,
+    )
+    evaluated.seconds = time.time() - t0
+    info["judge_failures"] = int(sum(v.get("judge_failed", 0.0) for v in gen_per_query.values()))
+    _check_failures(config, info)
+    for qid, values in gen_per_query.items():
+        per_query.setdefault(qid, {}).update(values)
+    evaluated.generation = {
+        "generator": generator.meta, "judge": judge.meta if judge else None, "top_k": config.top_k,
+        "full_context": config.full_context, "max_tokens": max_tokens, **info,
+    }
+    evaluated.config_hash = sha256_json({"retrieval": scored.config_hash, "generation": {
+        k: evaluated.generation[k] for k in ("generator", "judge", "top_k", "full_context", "max_tokens")}})
+    return evaluated
+
+
+def _check_failures(config: RunConfig, info: dict[str, Any]) -> None:
+    """A run whose generations or judgements failed is an error unless ``--allow-failures``,
+    which records the counts in the result (and the leaderboard shows them)."""
+    failed, judged = info.get("generation_failures", 0), info.get("judge_failures", 0)
+    if not (failed or judged):
+        return
+    if config.allow_failures:
+        info["allow_failures"] = True
+        return
+    first = next((r for r in info.get("records", []) if r.get("error")), None)
+    detail = f"; first: {first['query_id']}: {first['error']}" if first else ""
+    raise HarnessError(
+        f"{failed} of {info.get('n_prompts', '?')} generations and {judged} judgements failed{detail}. "
+        "Answers that were produced are cached; fix the generator and run again, or pass --allow-failures "
+        "to record the failures as wrong answers"
+    )
+
+
+# -- step 4: assemble ------------------------------------------------------------------------------------
+def assemble(config: RunConfig, prepared: Prepared, retriever: Retriever, scored: Scored, evaluated: Evaluated,
+             started: float) -> Result:
+    """The typed result of the run (not yet written)."""
+    task, data = prepared.task, prepared.data
+    task_info = {
+        "id": task.id, **{k: v for k, v in data.provenance.items() if k != "id"},
+        "n_queries": len(prepared.evaluated), "n_available": prepared.n_available,
+        "max_queries": _task_default(config.max_queries, task, "default_max_queries"),
+        "seed": prepared.seed, "ignore_identical_ids": data.ignore_identical_ids,
+        "excluded_queries_from": config.exclude_queries, "query_ids": prepared.query_ids,
+    }
+    seconds = {**prepared.seconds, "score_seconds": scored.seconds, "generation_seconds": evaluated.seconds}
+    return Result(
+        schema_version=SCHEMA_VERSION, kind="measured",
+        task=TaskInfo.from_dict(task_info, "task"),
+        retriever=RetrieverInfo.from_dict(dict(retriever.meta), "retriever"),
+        first_stage=FirstStageInfo.from_dict(prepared.first_stage, "first_stage") if prepared.first_stage else None,
+        truncate_words=prepared.words, generation=evaluated.generation, main_metric=task.main_metric,
+        metrics=mean_metrics(evaluated.per_query), per_query=evaluated.per_query,
+        run_sha256=sha256_json(scored.run), config_hash=evaluated.config_hash,
+        environment=provenance.environment(),
+        timing={**{k: round(v, 3) for k, v in seconds.items()}, "total_seconds": round(time.time() - started, 3)},
+        date=provenance.now_iso(),
+        order=("schema_version", "kind", "task", "retriever", "first_stage", "truncate_words", "generation",
+               "main_metric", "metrics", "per_query", "run_sha256", "config_hash", "environment", "timing", "date"),
+    )
+
+
+def _check_config(config: RunConfig) -> None:
+    """Refuse a configuration that cannot work before any loading or scoring."""
+    for path in (config.output, config.save_run):
+        if path:
+            check_writable(path)
+    if not config.output:
+        check_writable(Path(config.results_root) / ".write-check")
     if config.depth is not None and config.depth <= 0:
         raise HarnessError(f"--depth must be a positive number of candidates, got {config.depth}")
     if config.top_k <= 0:
         raise HarnessError(f"--top-k must be positive, got {config.top_k}")
-    task = make_task(config.task, data=config.data, **config.task_params)
-    retriever = build_retriever(config.retriever, config.model, config.retriever_params)
-    generator = judge = None
-    if config.generate:
-        if not task.supports_generation:
-            raise HarnessError(f"task {task.id!r} has no downstream QA; drop --generate")
-        if not config.generator:
-            raise HarnessError("--generate needs --generator BACKEND:MODEL (e.g. hf:smollm2-135m)")
-        from harness.generation import make_generator
+    if config.generate and not config.generator:
+        raise HarnessError("--generate needs --generator BACKEND:MODEL (e.g. hf:smollm2-135m)")
 
-        generator = make_generator(config.generator, **config.generator_options)
-        judge = make_generator(config.judge, **config.judge_options) if config.judge else None
 
-    t0 = time.time()
-    data = task.load()
-    load_seconds = time.time() - t0
-    if config.exclude_queries:
-        excluded = read_query_id_file(config.exclude_queries)
-        kept = [q for q in data.queries if q.id not in excluded]
-        log.info("left out %d queries listed in %s", len(data.queries) - len(kept), config.exclude_queries)
-        data.queries = kept
-        if data.instances is not None:
-            data.instances = [inst for inst in data.instances if inst.query.id not in excluded]
-    queries, n_available = select_queries(task, data, config.max_queries, config.seed)
-    all_query_ids = [q.id for q in queries]
-    if config.shard:
-        index, count = config.shard
-        keep = set(all_query_ids[index::count])
-        shard_queries = [q for q in queries if q.id in keep]
-    else:
-        shard_queries = queries
-    query_ids = [q.id for q in shard_queries]
-    qrels: Qrels = {q: data.qrels.get(q, {}) for q in query_ids}
-    all_qrels: Qrels = {q: data.qrels.get(q, {}) for q in all_query_ids}
+def _generators(config: RunConfig, task: Task) -> tuple[Any, Any]:
+    if not config.generate:
+        return None, None
+    if not task.supports_generation:
+        raise HarnessError(f"task {task.id!r} has no downstream QA; drop --generate")
+    from harness.generation import make_generator
 
-    first_stage_info: dict[str, Any] | None = None
-    words = config.truncate_words
-    t0 = time.time()
-    if data.corpus is not None:
-        n_docs = len(data.corpus)
-        reranking = config.first_stage is not None or not retriever.first_stage
-        if reranking:
-            fs_name = config.first_stage or "bm25"
-            depth = _task_default(task, "default_depth", config.depth) or 100
-            words = _task_default(task, "default_truncate_words", config.truncate_words)
-            if depth > n_docs:
-                raise HarnessError(f"--depth {depth} is larger than the corpus ({n_docs} documents)")
-            fs = build_retriever(fs_name)
-            # The first stage covers every selected query (shards included), so its ceiling is the same
-            # in every shard and in an unsharded run.
-            fs_run = cached_search(fs, data.corpus, queries, depth)
-            fs_metrics = evaluate(all_qrels, fs_run, [f"R@{depth}"], ignore_identical_ids=data.ignore_identical_ids)
-            first_stage_info = {
-                "name": fs_name, "params": fs.meta.get("params", {}), "depth": depth,
-                "recall": fs_metrics.aggregate, "run_sha256": sha256_json(fs_run),
-            }
-            instances = build_instances(shard_queries, data, fs_run, depth, words)
-        else:
-            depth = config.depth or min(1000, n_docs)
-            if depth > n_docs:
-                raise HarnessError(f"--depth {depth} is larger than the corpus ({n_docs} documents)")
-            instances = []
-    else:
-        assert data.instances is not None
-        keep = set(query_ids)
-        instances = [inst for inst in data.instances if inst.query.id in keep]
-        if words:
-            for inst in instances:
-                inst.candidates = [replace(d, text=truncate_words(d.text, words)) for d in inst.candidates]
-    prepare_seconds = time.time() - t0
+    generator = make_generator(config.generator, **config.generator_options)  # type: ignore[arg-type]
+    judge = make_generator(config.judge, **config.judge_options) if config.judge else None
+    return generator, judge
 
-    config_hash = sha256_json({
-        "schema": SCHEMA_VERSION, "task": task.id, "provenance": data.provenance, "queries": all_query_ids,
-        "retriever": retriever.meta, "first_stage": first_stage_info and {k: v for k, v in first_stage_info.items() if k != "recall"},
-        "truncate_words": words,
-    })
-    t0 = time.time()
-    stats: dict[str, dict[str, float]] = {}
-    if instances or data.corpus is None:
-        shard_tag = f".shard-{config.shard[0]}-of-{config.shard[1]}" if config.shard else ""
-        resume = ResumeFile(cache_dir("runs") / f"{config_hash}{shard_tag}.jsonl")
-        run = score_with_resume(retriever, instances, resume, config.show_progress)
-        stats = {qid: row["stats"] for qid, row in resume.done.items() if row.get("stats") and qid in qrels}
-    else:
-        assert data.corpus is not None
-        run = cached_search(retriever, data.corpus, shard_queries, depth)
-    score_seconds = time.time() - t0
 
-    result_metrics = evaluate(qrels, run, list(data.metrics), ignore_identical_ids=data.ignore_identical_ids)
-    per_query = {qid: dict(result_metrics.per_query.get(qid, {})) for qid in query_ids}
-    for qid, values in stats.items():
-        per_query[qid].update(values)
-
-    generation_info = None
-    gen_seconds = 0.0
-    if generator is not None:
-        from harness.downstream import generate_and_score
-
-        t0 = time.time()
-        _, gen_per_query, info = generate_and_score(
-            task, instances, run, generator, top_k=config.top_k, full_context=config.full_context,
-            judge=judge, max_tokens=_task_default(task, "max_tokens", config.max_tokens), show_progress=config.show_progress,
-        )
-        gen_seconds = time.time() - t0
-        for qid, values in gen_per_query.items():
-            per_query.setdefault(qid, {}).update(values)
-        generation_info = {
-            "generator": generator.meta, "judge": judge.meta if judge else None, "top_k": config.top_k,
-            "full_context": config.full_context, "max_tokens": _task_default(task, "max_tokens", config.max_tokens), **info,
-        }
-        config_hash = sha256_json({"retrieval": config_hash, "generation": {
-            k: generation_info[k] for k in ("generator", "judge", "top_k", "full_context", "max_tokens")}})
-
-    retriever_meta = dict(retriever.meta)
-    result: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "kind": "measured",
-        "task": {
-            "id": task.id, **{k: v for k, v in data.provenance.items() if k != "id"},
-            "n_queries": len(query_ids), "n_available": n_available, "max_queries": _task_default(task, "default_max_queries", config.max_queries),
-            "seed": config.seed, "ignore_identical_ids": data.ignore_identical_ids,
-            "excluded_queries_from": config.exclude_queries,
-            "query_ids": query_ids,
-        },
-        "retriever": retriever_meta,
-        "first_stage": first_stage_info,
-        "truncate_words": words,
-        "generation": generation_info,
-        "metrics": mean_metrics(per_query),
-        "per_query": per_query,
-        "run_sha256": sha256_json(run),
-        "config_hash": config_hash,
-        "environment": provenance.environment(),
-        "timing": {
-            "load_seconds": round(load_seconds, 3), "prepare_seconds": round(prepare_seconds, 3),
-            "score_seconds": round(score_seconds, 3), "generation_seconds": round(gen_seconds, 3),
-            "total_seconds": round(time.time() - started, 3),
-        },
-        "date": provenance.now_iso(),
-    }
+def _write(config: RunConfig, prepared: Prepared, result: Result, run: Run, retriever: Retriever) -> Path:
     # Shards share the default name of the whole run (shard_path adds the suffix).
-    whole = {**result, "task": {**result["task"], "query_ids": all_query_ids}}
+    whole = replace(result, task=replace(result.task, query_ids=prepared.all_query_ids))
     out = Path(config.output) if config.output else default_output_path(whole, config.results_root)
     if config.shard:
+        from harness.results import ShardInfo
         from harness.shards import shard_path
 
-        result["shard"] = {"index": config.shard[0], "count": config.shard[1], "all_query_ids": all_query_ids}
-        result["run"] = run
+        result.shard = ShardInfo(index=config.shard[0], count=config.shard[1], all_query_ids=prepared.all_query_ids)
+        result.run = run
         out = shard_path(out, *config.shard)
     check_writable(out)
-    atomic_write_json(out, result)
+    result.write(out)
     if config.save_run and not config.shard:
-        from tasks.trec import write_trec_run
+        from harness.trec import write_trec_run
 
         write_trec_run(run, config.save_run, tag=retriever.name)
     log.info("wrote %s", out)
-    return result, out
+    return out
+
+
+def execute(config: RunConfig) -> tuple[Result, Path]:
+    """Run ``config`` through the four steps; return the result and the path it was written to."""
+    started = time.time()
+    if not config.show_progress or progress_disabled_by_env():
+        silence_library_progress()
+    _check_config(config)
+    retriever = build_retriever(config.retriever, config.model, config.retriever_params)
+    task = make_task(config.task, data=config.data, **config.task_params)
+    generator, judge = _generators(config, task)
+    prepared = prepare(config, reranker=not retriever.first_stage, task=task)
+    scored = score(config, prepared, retriever)
+    evaluated = evaluate(config, prepared, scored, generator, judge)
+    result = assemble(config, prepared, retriever, scored, evaluated, started)
+    return result, _write(config, prepared, result, scored.run, retriever)

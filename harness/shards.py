@@ -17,12 +17,12 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from harness.errors import HarnessError
 from harness.io import sha256_json
-from harness.results import load_result, mean_metrics, validate_result
+from harness.results import Result, mean_metrics
 
 _SHARD = re.compile(r"^(\d+)/(\d+)$")
 
@@ -39,7 +39,9 @@ def parse_shard(spec: str | None) -> tuple[int, int] | None:
     if not match:
         raise HarnessError(f"--shard expects INDEX/COUNT such as 0/4 (0-based) or 'auto', got {spec!r}")
     index, count = int(match.group(1)), int(match.group(2))
-    if count < 1 or not 0 <= index < count:
+    if count < 1:
+        raise HarnessError(f"--shard {spec}: the shard count must be at least 1")
+    if not 0 <= index < count:
         raise HarnessError(f"--shard {spec}: index must be in 0..{count - 1}")
     return index, count
 
@@ -48,33 +50,36 @@ def shard_path(output: Path, index: int, count: int) -> Path:
     return output.with_name(f"{output.stem}.shard-{index}-of-{count}{output.suffix}")
 
 
-def merge(paths: Sequence[str | Path]) -> dict[str, Any]:
+def merge(paths: Sequence[str | Path]) -> Result:
     """Merge shard files into one result; raise on mixed configurations, gaps or overlaps."""
     if not paths:
         raise HarnessError("merge needs at least one shard file")
-    shards = []
+    shards: list[tuple[Path, Result]] = []
     for path in paths:
-        result = load_result(path)
-        if "shard" not in result:
+        result = Result.from_json(path)
+        if result.shard is None:
             raise HarnessError(f"{path}: not a shard file (no 'shard' field)")
-        validate_result(result, path)
+        if result.run is None:
+            raise HarnessError(f"{path}: shard file carries no 'run'")
+        result.validate(path)
         shards.append((Path(path), result))
     first_path, first = shards[0]
-    count = first["shard"]["count"]
-    all_ids = first["shard"]["all_query_ids"]
+    assert first.shard is not None
+    count, all_ids = first.shard.count, first.shard.all_query_ids
     seen: dict[int, Path] = {}
     owner: dict[str, Path] = {}
     for path, result in shards:
-        if result["config_hash"] != first["config_hash"]:
-            raise HarnessError(f"{path}: configuration differs from {first_path} (config hash {result['config_hash'][:12]} "
-                               f"vs {first['config_hash'][:12]})")
-        if result["shard"]["count"] != count or result["shard"]["all_query_ids"] != all_ids:
+        assert result.shard is not None
+        if result.config_hash != first.config_hash:
+            raise HarnessError(f"{path}: configuration differs from {first_path} (config hash {str(result.config_hash)[:12]} "
+                               f"vs {str(first.config_hash)[:12]})")
+        if result.shard.count != count or result.shard.all_query_ids != all_ids:
             raise HarnessError(f"{path}: shard layout differs from {first_path}")
-        index = result["shard"]["index"]
+        index = result.shard.index
         if index in seen:
             raise HarnessError(f"{path}: shard {index}/{count} given twice (also {seen[index]})")
         seen[index] = path
-        for qid in result["per_query"]:
+        for qid in result.per_query or {}:
             if qid in owner:
                 raise HarnessError(f"{path}: query {qid!r} is also in {owner[qid]} (overlapping shards)")
             owner[qid] = path
@@ -84,20 +89,20 @@ def merge(paths: Sequence[str | Path]) -> dict[str, Any]:
     missing = [q for q in all_ids if q not in owner]
     if missing:
         raise HarnessError(f"{len(missing)} queries are in no shard, e.g. {missing[:3]}")
-    by_index = [result for _, result in sorted(shards, key=lambda s: s[1]["shard"]["index"])]
-    per_query = {}
+    by_index = [result for _, result in sorted(shards, key=lambda s: s[1].shard.index)]  # type: ignore[union-attr]
+    per_query: dict[str, dict[str, float]] = {}
     run: dict[str, dict[str, float]] = {}
     for result in by_index:
-        per_query.update(result["per_query"])
-        run.update(result["run"])
+        per_query.update(result.per_query or {})
+        run.update(result.run or {})
     per_query = {q: per_query[q] for q in all_ids}
-    merged = {k: v for k, v in by_index[0].items() if k not in ("shard", "run")}
-    merged["task"] = {**merged["task"], "query_ids": all_ids, "n_queries": len(all_ids)}
-    merged["per_query"] = per_query
-    merged["metrics"] = mean_metrics(per_query)
-    merged["run_sha256"] = sha256_json({q: run[q] for q in all_ids})
-    merged["timing"] = {**merged["timing"], "shards": [r["timing"] for r in by_index]}
-    return merged
+    return replace(
+        by_index[0], shard=None, run=None, per_query=per_query, metrics=mean_metrics(per_query),
+        task=replace(by_index[0].task, query_ids=all_ids, n_queries=len(all_ids)),
+        run_sha256=sha256_json({q: run[q] for q in all_ids}),
+        timing={**(by_index[0].timing or {}), "shards": [r.timing for r in by_index]},
+        order=tuple(k for k in by_index[0].order if k not in ("shard", "run")),
+    )
 
 
 def merged_path(shard_file: Path) -> Path:
@@ -109,8 +114,6 @@ def distributed_merge(shard_file: Path, index: int, count: int) -> Path | None:
     """Under torchrun: wait for every rank's shard, then merge on rank 0. Returns the merged path on rank 0."""
     import torch.distributed as dist
 
-    from harness.io import atomic_write_json
-
     initialised_here = False
     if not dist.is_initialized():
         dist.init_process_group(backend="gloo")
@@ -121,7 +124,7 @@ def distributed_merge(shard_file: Path, index: int, count: int) -> Path | None:
             return None
         paths = [shard_path(merged_path(shard_file), i, count) for i in range(count)]
         out = merged_path(shard_file)
-        atomic_write_json(out, merge(paths))
+        merge(paths).write(out)
         return out
     finally:
         if initialised_here:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 Run = dict[str, dict[str, float]]
 """TREC-style run: ``{query_id: {doc_id: score}}``, higher scores rank first."""
@@ -102,14 +102,39 @@ class Task(ABC):
 
     Subclasses are constructed with the part of the id after the family (``"scifact"`` for
     ``beir/scifact``, ``None`` for ``niah``), the optional ``data`` path (local files in the
-    original format instead of the hub) and keyword parameters.
+    original format instead of the hub) and keyword parameters, which must be among
+    :attr:`parameters` (a misspelt name is an error that suggests the closest one).
+
+    The class attributes below are the task's declared defaults; the runner reads them and
+    nothing else (a ``None`` default means "no default": the command line or the harness decides).
     """
 
     family: ClassVar[str]
     #: Default metric names (ir_measures style) when the task does not override them.
     metrics: ClassVar[tuple[str, ...]] = ("nDCG@10", "R@100", "MRR@10", "MAP")
+    #: The metric the leaderboard ranks this task's rows by; recorded in every result.
+    main_metric: ClassVar[str] = "nDCG@10"
+    #: Sub-dataset names (``beir/<name>``) this family knows, or empty when it has none.
+    names: ClassVar[tuple[str, ...]] = ()
+    #: Keyword parameters the task accepts (``--task-set key=value``).
+    parameters: ClassVar[frozenset[str]] = frozenset()
+    #: Re-ranking defaults for corpus tasks: first-stage depth and the per-document word cut.
+    default_depth: ClassVar[int | None] = None
+    default_truncate_words: ClassVar[int | None] = None
+    #: Queries evaluated when ``--max-queries`` is not given (sampled with the run's seed); None = all.
+    default_max_queries: ClassVar[int | None] = None
+    #: Sampling unit when queries come in groups that must stay together (a key of ``Query.meta``,
+    #: e.g. CLIPPER's ``pair_id``); None samples single queries.
+    sample_group: ClassVar[str | None] = None
+    #: Sampling seed when the run gives none.
+    default_seed: ClassVar[int] = 42
+    #: Default ``max_tokens`` of downstream generation (None: the generator's default).
+    max_tokens: ClassVar[int | None] = None
 
     def __init__(self, name: str | None = None, data: str | None = None, **params: Any) -> None:
+        from harness.params import check_names
+
+        check_names(f"parameter of task {self.family!r}", params, self.parameters)
         self.name = name
         self.data = data
         self.params = params
@@ -160,6 +185,15 @@ class Retriever(ABC):
     kind: ClassVar[str] = "other"
     #: True when :meth:`search` over a whole corpus is implemented.
     first_stage: ClassVar[bool] = False
+    #: Per-query diagnostics of the last :meth:`score` call, ``{query_id: {name: float}}``
+    #: (e.g. RankGPT's parse failures). The runner stores them with the query's metrics; a
+    #: retriever with nothing to report leaves this empty.
+    last_stats: dict[str, dict[str, float]]
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
+        instance = super().__new__(cls)
+        instance.last_stats = {}
+        return instance
 
     @property
     def meta(self) -> dict[str, Any]:

@@ -32,11 +32,12 @@ Scoring candidate lists
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
+from harness.progress import progress_enabled
+from harness.retrievers.common import check_search, doc_id_ranks, document_text, top_k_indices
 from harness.types import Document, Instance, Query, Retriever, Run
 
 if TYPE_CHECKING:
@@ -53,70 +54,6 @@ def _bm25s():
     return bm25s
 
 METHODS = ("lucene", "robertson", "atire", "bm25l", "bm25+")
-
-
-def document_text(doc: Document) -> str:
-    """The text a retriever indexes: ``title + " " + text``, or the text alone without a title."""
-    return f"{doc.title} {doc.text}" if doc.title else doc.text
-
-
-def progress_enabled(show_progress: bool | None) -> bool:
-    """``show_progress`` when given, otherwise on unless ``DISABLE_TQDM`` is set."""
-    if show_progress is not None:
-        return bool(show_progress)
-    return os.environ.get("DISABLE_TQDM", "").lower() in ("", "0", "false")
-
-
-def check_depth(k: int, corpus_size: int) -> None:
-    """Reject a retrieval depth ``k`` that is not in ``1..corpus_size`` with a one-line error."""
-    if isinstance(k, bool) or not isinstance(k, int):
-        raise HarnessError(f"retrieval depth must be an integer, got {k!r}")
-    if k <= 0:
-        raise HarnessError(f"retrieval depth {k} must be at least 1")
-    if k > corpus_size:
-        raise HarnessError(f"retrieval depth {k} is larger than the corpus ({corpus_size} documents)")
-
-
-def check_search(name: str, corpus: Mapping[str, Document], queries: Sequence[Query], k: int) -> None:
-    """The one-line errors of a first-stage ``search``: empty corpus, bad depth, no queries."""
-    if not corpus:
-        raise HarnessError(f"{name}: the corpus is empty")
-    check_depth(k, len(corpus))
-    if not queries:
-        raise HarnessError(f"{name}: no queries to search")
-
-
-def doc_id_ranks(doc_ids: Sequence[str]) -> np.ndarray:
-    """Each document's position in doc-id order: the ``tie_rank`` of :func:`top_k_indices`."""
-    import numpy as np
-
-    order = sorted(range(len(doc_ids)), key=doc_ids.__getitem__)
-    ranks = np.empty(len(order), dtype=np.int64)
-    ranks[order] = np.arange(len(order))
-    return ranks
-
-
-def top_k_indices(scores: np.ndarray, k: int, tie_rank: np.ndarray) -> np.ndarray:
-    """Indices of the ``k`` best ``scores``, ordered by score descending then ``tie_rank``.
-
-    ``tie_rank[i]`` is document ``i``'s position in doc-id order, so ties are broken by doc id,
-    including ties across the ``k``-th place (every doc tied with the ``k``-th score is
-    considered before cutting). When at least ``k`` scores are positive (the usual case for
-    BM25, whose non-matching documents score 0), only those are partitioned.
-    """
-    import numpy as np
-
-    n = scores.shape[0]
-    positive = np.flatnonzero(scores > 0)
-    pool = positive if positive.shape[0] >= k else np.arange(n)
-    if k >= pool.shape[0]:
-        candidates = pool
-    else:
-        pool_scores = scores[pool]
-        kth = np.partition(pool_scores, pool.shape[0] - k)[pool.shape[0] - k]
-        candidates = pool[pool_scores >= kth]
-    order = np.lexsort((tie_rank[candidates], -scores[candidates]))
-    return candidates[order[:k]]
 
 
 class BM25Index:
@@ -142,8 +79,11 @@ class BM25Index:
         if not doc_ids:
             raise HarnessError("cannot index an empty corpus")
         self.doc_ids = list(doc_ids)
-        self.model = bm25s.BM25(k1=k1, b=b, method=method)
-        self.model.index(list(doc_tokens), show_progress=show_progress)
+        #: No document has an indexable word (all empty, or only stopwords): every score is 0.
+        self.empty = not any(doc_tokens)
+        self.model = None if self.empty else bm25s.BM25(k1=k1, b=b, method=method)
+        if self.model is not None:
+            self.model.index(list(doc_tokens), show_progress=show_progress)
         self.tie_rank = doc_id_ranks(self.doc_ids)
 
     def __len__(self) -> int:
@@ -153,7 +93,7 @@ class BM25Index:
         """BM25 score of every document (float32, index order); zeros for an unknown query."""
         import numpy as np
 
-        ids = self.model.get_tokens_ids(list(query_tokens))
+        ids = self.model.get_tokens_ids(list(query_tokens)) if self.model is not None else []
         if not ids:
             return np.zeros(len(self.doc_ids), dtype=np.float32)
         return self.model.get_scores_from_ids(ids)
@@ -180,7 +120,8 @@ class BM25Retriever(Retriever):
     stopwords:
         A bm25s stopword list name such as ``"en"``, or ``None`` to keep every word.
     show_progress:
-        Progress bars; by default on unless the ``DISABLE_TQDM`` environment variable is set.
+        Progress bars; by default on unless the ``DISABLE_TQDM`` environment variable is set
+        (:func:`harness.progress.progress_enabled`).
 
     >>> from harness.types import Document, Query
     >>> corpus = {"a": Document("a", "cats purr"), "b": Document("b", "dogs bark loudly")}
@@ -287,6 +228,9 @@ class BM25Retriever(Retriever):
         """Top ``k`` matching documents of ``corpus`` per query (see the module docstring)."""
         check_search("bm25", corpus, queries, k)
         index = self.build_index(list(corpus.values()))
+        if index.empty:
+            raise HarnessError(f"bm25: none of the {len(corpus)} documents has an indexable word "
+                               "(all are empty or only stopwords)")
         run: Run = {}
         empty = 0
         for query, tokens in zip(queries, self.tokenize([q.text for q in queries])):

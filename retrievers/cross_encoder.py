@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.progress import progress_enabled
+from harness.retrievers.common import document_text
 from harness.types import Instance, Retriever
-from retrievers.bm25 import document_text, progress_enabled
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,8 @@ class CrossEncoderRetriever(Retriever):
         batch_size: pairs per forward pass (32).
         max_length: token limit per pair (None: the model's own).
         device: ``cpu``, ``cuda``, ... (None: CUDA when available).
-        show_progress: progress bar (None: on unless ``DISABLE_TQDM``).
+        show_progress: progress bar (None: on unless ``DISABLE_TQDM``; see
+            :func:`harness.progress.progress_enabled`).
     """
 
     name = "cross-encoder"
@@ -50,7 +52,8 @@ class CrossEncoderRetriever(Retriever):
             raise HarnessError(f"retriever 'cross-encoder' needs --model (a cross-encoder id, e.g. {EXAMPLES})")
         if int(batch_size) < 1:
             raise HarnessError(f"cross-encoder: batch_size must be >= 1, got {batch_size}")
-        from harness.models import pick_device, resolve_model
+        from harness.models.load import pick_device
+        from harness.models.resolve import resolve_model
 
         self.info = resolve_model(model)
         self.model_spec = model

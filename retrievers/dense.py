@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
 from harness.params import as_bool
+from harness.progress import progress_enabled
+from harness.retrievers.common import check_search, doc_id_ranks, document_text, top_k_indices
 from harness.types import Document, Instance, Query, Retriever, Run
-from retrievers.bm25 import check_search, doc_id_ranks, document_text, progress_enabled, top_k_indices
 
 if TYPE_CHECKING:
     import torch
@@ -114,9 +115,11 @@ class DenseRetriever(Retriever):
     device:
         ``cpu``, ``cuda``, ``cuda:N``; default CUDA when available.
     trust_remote_code:
-        Needed by Stella and Nomic; default from the recipe.
+        Allow the model repository's own code (Stella and Nomic need it; never on by default:
+        such a model without ``trust_remote_code=true`` is refused with a one-line error).
     show_progress:
-        Progress bars; by default on unless ``DISABLE_TQDM`` is set.
+        Progress bars; by default on unless ``DISABLE_TQDM`` is set
+        (:func:`harness.progress.progress_enabled`).
     """
 
     name = "dense"
@@ -141,12 +144,19 @@ class DenseRetriever(Retriever):
         trust_remote_code: bool | None = None,
         show_progress: bool | None = None,
     ) -> None:
-        from harness.models import resolve_model, sentence_transformer_path
+        from harness.models.resolve import resolve_model, sentence_transformer_path
 
         self.model_spec = str(model)
+        recipe = recipe_for(self.model_spec) or Recipe()
+        # Running a repository's own code is never switched on silently: a recipe only says it is needed.
+        self.trust_remote_code = False if trust_remote_code is None else _as_bool(trust_remote_code, "trust_remote_code")
+        if recipe.trust_remote_code and not self.trust_remote_code:
+            raise HarnessError(
+                f"dense: {self.model_spec} runs code from its model repository; pass --set trust_remote_code=true "
+                "to allow it (recorded in the result)"
+            )
         self.info = resolve_model(self.model_spec)
         self.path = sentence_transformer_path(self.model_spec) if self.info.source == "alias" else self.info.path
-        recipe = recipe_for(self.model_spec) or Recipe()
         try:
             self.batch_size = int(batch_size)
             self.max_seq_length = None if max_seq_length in (None, "", "none") else int(max_seq_length)  # type: ignore[arg-type]
@@ -160,7 +170,6 @@ class DenseRetriever(Retriever):
         self.pooling = recipe.pooling if pooling is None else str(pooling)
         if self.pooling is not None and self.pooling not in POOLING_MODES:
             raise HarnessError(f"dense: unknown pooling {self.pooling!r} (known: {', '.join(POOLING_MODES)})")
-        self.trust_remote_code = recipe.trust_remote_code if trust_remote_code is None else _as_bool(trust_remote_code, "trust_remote_code")
         self.device_request = device
         self.show_progress = progress_enabled(show_progress)
         self._model: Any = None
@@ -172,7 +181,7 @@ class DenseRetriever(Retriever):
     @property
     def device(self) -> str:
         if self._device is None:
-            from harness.models import pick_device
+            from harness.models.load import pick_device
 
             self._device = pick_device(self.device_request)
         return self._device

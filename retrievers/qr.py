@@ -1,8 +1,8 @@
 """QRRetriever (QRHead heads) and ICR (all heads): attention-head re-rankers on any decoder LM.
 
 Both score every candidate of an instance by the calibrated attention that the query part of a
-re-ranking prompt pays to each document (PROTOCOL.md §1; engine in
-:mod:`retrievers.attention.engine`). ``qr`` uses a small head set (``--heads``: a paper set name
+re-ranking prompt pays to each document (docs/PROTOCOL.md §1; engine in
+:mod:`harness.attention.engine`). ``qr`` uses a small head set (``--heads``: a paper set name
 such as ``nq``/``lme``, a ``layer-head`` list, a head file or ``full``); ``icr`` uses every head.
 
 Candidate order: first-stage lists arrive best-first and are fed **reversed** (best last, next to
@@ -21,11 +21,11 @@ Example::
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 from harness.errors import HarnessError
+from harness.progress import progress
 from harness.types import Document, Instance, Retriever
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ class QRRetriever(Retriever):
     # ------------------------------------------------------------------ set-up
 
     def _load(self) -> None:
-        from harness.models import load_causal_lm
+        from harness.models.load import load_causal_lm
 
         self._model, self._tokenizer, self._info = load_causal_lm(
             self.model_spec, dtype=self.dtype, device=self.device, device_map=self.device_map, for_scoring_only=True
@@ -113,9 +113,9 @@ class QRRetriever(Retriever):
         self._model.eval()
 
     def _build_engine(self) -> None:
-        from retrievers.attention.engine import AttentionEngine
-        from retrievers.attention.heads import ModelShape, resolve_heads
-        from retrievers.attention.prompts import resolve_template
+        from harness.attention.engine import AttentionEngine
+        from harness.attention.heads import ModelShape, resolve_heads
+        from harness.attention.prompts import resolve_template
 
         shape = ModelShape.from_config(self._model.config)
         alias = getattr(self._info, "alias", None) or (self.model_spec if isinstance(self.model_spec, str) else None)
@@ -142,7 +142,7 @@ class QRRetriever(Retriever):
 
     @property
     def engine(self) -> Any:
-        """The :class:`~retrievers.attention.engine.AttentionEngine` (loads the model on first use)."""
+        """The :class:`~harness.attention.engine.AttentionEngine` (loads the model on first use)."""
         if self._engine_obj is None:
             if self._model is None:
                 self._load()
@@ -195,11 +195,7 @@ class QRRetriever(Retriever):
     def score(self, instances: Sequence[Instance]) -> Iterator[dict[str, float]]:
         """Yield ``{doc_id: score}`` per instance (higher is better); ``{}`` for no candidates."""
         engine = self.engine
-        bar = None
-        if self.show_progress and os.environ.get("DISABLE_TQDM", "") not in ("1", "true", "True"):
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(instances), desc=self.name, unit="query")
+        bar = progress(total=len(instances), desc=self.name, unit="query", show=self.show_progress)
         try:
             for group in _groups(instances, self._ordered):
                 docs = self._ordered(group[0])
@@ -215,11 +211,9 @@ class QRRetriever(Retriever):
                 )
                 for row in scores.tolist():
                     yield {doc.id: float(s) for doc, s in zip(docs, row)}
-                if bar is not None:
-                    bar.update(len(group))
+                bar.update(len(group))
         finally:
-            if bar is not None:
-                bar.close()
+            bar.close()
 
 
 class ICRRetriever(QRRetriever):

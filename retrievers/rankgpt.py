@@ -6,7 +6,7 @@ Prompt
     one user turn ``[i] passage`` plus an assistant acknowledgement ``Received passage [i].`` per
     passage, and the final instruction. A passage is ``Title: {title} Content: {text}`` (the
     text alone without a title), cut to its first ``passage_words`` (300) whitespace-separated
-    words as RankGPT does. PROTOCOL.md §4.5 describes ICR's plain-string variant of this prompt;
+    words as RankGPT does. docs/PROTOCOL.md §4.5 describes ICR's plain-string variant of this prompt;
     that text is only known with elisions, so the original chat prompt is used here.
 
 Modes

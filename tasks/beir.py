@@ -21,9 +21,9 @@ Conventions, pinned for every BEIR task and recorded in the provenance:
   ``corpus.jsonl`` are an error naming the file, line and the first offending ids (pass
   ``unknown_ids="drop"`` to drop them with a warning instead).
 - Query order is the order of ``queries.jsonl`` (the hub's row order), which is the "file
-  order" that :func:`tasks.sampling.sample_queries` indexes.
+  order" that :func:`harness.sampling.sample_queries` indexes.
 
-The paper's re-ranking protocol (PROTOCOL.md §4.1) is applied by the runner from the class
+The paper's re-ranking protocol (docs/PROTOCOL.md §4.1) is applied by the runner from the class
 attributes :attr:`BeirTask.default_depth` (BM25 top-200), :attr:`BeirTask.default_truncate_words`
 (400 space-split words per document), :attr:`BeirTask.default_max_queries` (512) and
 :attr:`BeirTask.default_seed` (42); LM re-rankers see the candidates in reversed order.
@@ -41,7 +41,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from harness.errors import HarnessError, unknown_name
-from harness.io import iter_jsonl, read_text, sha256_file
+from harness.io import iter_jsonl, parse_grade, read_text, sha256_file
+from harness.progress import progress
 from harness.types import Document, Qrels, Query, Task, TaskData
 
 log = logging.getLogger(__name__)
@@ -100,16 +101,6 @@ class _QrelRow:
     line: int
 
 
-def _progress(iterable: Iterable[Any], desc: str, show: bool | None, total: int | None = None) -> Iterable[Any]:
-    if show is None:
-        show = os.environ.get("DISABLE_TQDM", "") in ("", "0")
-    if not show:
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, desc=desc, total=total, unit="rows")
-
-
 def _as_id(value: Any, where: str, field: str) -> str:
     if value is None or isinstance(value, (dict, list, bool)):
         raise HarnessError(f"{where}: field {field!r} must be a string or integer, got {json.dumps(value)}")
@@ -161,7 +152,7 @@ def read_beir_corpus(path: str | os.PathLike[str], show_progress: bool | None = 
     """
     corpus: dict[str, Document] = {}
     lines: dict[str, int] = {}
-    for number, obj in _progress(iter_jsonl(path), "corpus", show_progress):
+    for number, obj in progress(iter_jsonl(path), desc="corpus", unit="rows", show=show_progress):
         where = f"{path}:{number}"
         doc_id = _new_line_id(obj, where, "document", lines)
         title = obj.get("title")
@@ -189,11 +180,16 @@ def read_beir_queries(path: str | os.PathLike[str]) -> dict[str, Query]:
     return queries
 
 
-def _is_int(text: str) -> bool:
-    try:
-        return float(text).is_integer()
-    except ValueError:
-        return False
+_HEADER_NAMES = (
+    {"query-id", "query_id", "queryid", "qid", "query"},
+    {"corpus-id", "corpus_id", "corpusid", "doc-id", "doc_id", "docid", "document-id", "document"},
+    {"score", "relevance", "rel", "label", "grade"},
+)
+
+
+def _is_qrels_header(*fields: str) -> bool:
+    """True when the three fields are column names (``query-id corpus-id score`` and spellings)."""
+    return all(field.lower() in names for field, names in zip(fields, _HEADER_NAMES))
 
 
 def _read_qrels_rows(path: str | os.PathLike[str]) -> list[_QrelRow]:
@@ -209,13 +205,11 @@ def _read_qrels_rows(path: str | os.PathLike[str]) -> list[_QrelRow]:
                 f"{path}:{number}: expected 3 tab-separated fields 'query-id corpus-id score', got {len(fields)}"
             )
         qid, docid, score = (f.strip() for f in fields)
-        if is_first and not _is_int(score):
-            continue  # the header line ``query-id<TAB>corpus-id<TAB>score``
-        if not _is_int(score):
-            raise HarnessError(f"{path}:{number}: field 'score' must be an integer, got {score!r}")
+        if is_first and _is_qrels_header(qid, docid, score):
+            continue  # the header line ``query-id<TAB>corpus-id<TAB>score``, recognised by its names
         if not qid or not docid:
             raise HarnessError(f"{path}:{number}: empty {'query-id' if not qid else 'corpus-id'}")
-        rows.append(_QrelRow(qid, docid, int(float(score)), number))
+        rows.append(_QrelRow(qid, docid, parse_grade(score, f"{path}:{number}: field 'score'"), number))
     return rows
 
 
@@ -347,7 +341,8 @@ def _hub_error(name: str, what: str, exc: Exception) -> HarnessError:
 
 def _iter_rows(dataset: Any, show_progress: bool | None, desc: str) -> Iterator[dict[str, Any]]:
     batches = dataset.iter(batch_size=10_000)
-    for batch in _progress(batches, desc, show_progress, total=(len(dataset) + 9_999) // 10_000):
+    total = (len(dataset) + 9_999) // 10_000
+    for batch in progress(batches, total=total, desc=desc, unit="rows", show=show_progress):
         keys = list(batch)
         for values in zip(*(batch[k] for k in keys)):
             yield dict(zip(keys, values))
@@ -435,7 +430,7 @@ def load_from_hub(
             _QrelRow(
                 _as_id(row["query-id"], where, "query-id"),
                 _as_id(row["corpus-id"], where, "corpus-id"),
-                int(row["score"]),
+                parse_grade(row["score"], f"{where}: field 'score'"),
                 index,
             )
         )
@@ -481,28 +476,23 @@ class BeirTask(Task):
     family: ClassVar[str] = "beir"
     names: ClassVar[tuple[str, ...]] = PAPER_DATASETS + OTHER_DATASETS
     metrics: ClassVar[tuple[str, ...]] = ("nDCG@10", "nDCG@5", "R@100", "MRR@10", "MAP")
-    #: The paper's first stage: BM25 top-200 (PROTOCOL.md §4.1).
+    #: The paper's first stage: BM25 top-200 (docs/PROTOCOL.md §4.1).
     default_depth: ClassVar[int] = 200
     #: Each candidate keeps its first 400 space-split words.
     default_truncate_words: ClassVar[int] = 400
     #: Files with more queries are sampled down to 512 ...
     default_max_queries: ClassVar[int] = 512
-    #: ... with NumPy's legacy RNG seeded 42 (see :func:`tasks.sampling.sample_queries`).
+    #: ... with NumPy's legacy RNG seeded 42 (see :func:`harness.sampling.sample_queries`).
     default_seed: ClassVar[int] = 42
     #: beir.EvaluateRetrieval's default, pinned for every BEIR task.
     ignore_identical_ids: ClassVar[bool] = True
 
-    _PARAMS: ClassVar[frozenset[str]] = frozenset(
+    parameters: ClassVar[frozenset[str]] = frozenset(
         {"split", "revision", "qrels_revision", "unknown_ids", "show_progress", "hub_prefix"}
     )
 
     def __init__(self, name: str | None = None, data: str | None = None, **params: Any) -> None:
         super().__init__(name=name, data=data, **params)
-        unknown = sorted(set(params) - self._PARAMS)
-        if unknown:
-            raise HarnessError(
-                f"task beir: unknown parameter {unknown[0]!r} (accepted: {', '.join(sorted(self._PARAMS))})"
-            )
         if not name and data is None:
             raise HarnessError("task 'beir' needs a dataset name, e.g. beir/scifact (see `harness list tasks`)")
         if data is None and name not in self.names:

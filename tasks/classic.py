@@ -46,8 +46,8 @@ from typing import Any, ClassVar
 
 from harness.errors import HarnessError
 from harness.io import read_text, sha256_file
+from harness.trec import read_trec_qrels, read_trec_topics
 from harness.types import Document, Qrels, Query, Task, TaskData
-from tasks.trec import read_trec_qrels, read_trec_topics
 
 log = logging.getLogger(__name__)
 
@@ -236,8 +236,6 @@ class _ClassicTask(Task):
         super().__init__(name=name, data=data, **params)
         if name:
             raise HarnessError(f"task {self.family!r} has no sub-datasets; got {self.family}/{name}")
-        if params:
-            raise HarnessError(f"task {self.family!r} takes no parameters; got {', '.join(sorted(params))}")
 
     def _task_data(
         self, folder: Path, queries: list[Query], qrels: Qrels, corpus: dict[str, Document], **extra: Any

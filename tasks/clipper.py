@@ -1,4 +1,4 @@
-"""CLIPPER narrative claim verification (PROTOCOL §4.3): chapters are the documents.
+"""CLIPPER narrative claim verification (docs/PROTOCOL.md §4.3): chapters are the documents.
 
 Every claim pair (a true claim and its corrupted, false twin about the same book) gives two
 queries, ``{pair_id}:true`` and ``{pair_id}:false``, over the same candidates: the book's chapters
@@ -21,7 +21,7 @@ Layouts (``data=``)
   ``test-00001-of-00002.json``, the false ones; the hub default, ``PrincetonPLI/QRHead``
   ``data/clipper_data/``): ICR-format entries ``{idx, question, gt_docs, paragraphs[{idx,
   paragraph_text}]}``. True and false claims are paired by ``idx``, **never by position** (QRHead's
-  ``zip`` assumes the files align, PROTOCOL §4.3); the twins must share the same chapters.
+  ``zip`` assumes the files align, docs/PROTOCOL.md §4.3); the twins must share the same chapters.
 * **Hugging Face rows** (``chtmp223/CLIPPER`` test: a ``.parquet``/``.json``/``.jsonl`` file or a
   folder of ``test-*.parquet``): each row has ``id``, ``book_name``, ``true_claim`` and
   ``false_claim``. These rows carry neither chapters nor evidence, so they need
@@ -53,8 +53,8 @@ from typing import Any, ClassVar
 from harness.errors import HarnessError
 from harness.io import iter_jsonl, read_json, read_text, sha256_file
 from harness.params import as_bool
+from harness.tasks.qa_scoring import parse_answer_tag
 from harness.types import Document, Instance, Query, Task, TaskData
-from tasks.qa_scoring import parse_answer_tag
 
 log = logging.getLogger(__name__)
 
@@ -142,11 +142,13 @@ class ClipperTask(Task):
     """
 
     family: ClassVar[str] = "clipper"
+    main_metric: ClassVar[str] = "R@5"
     metrics: ClassVar[tuple[str, ...]] = ("R@3", "R@5", "R_all@5", "R_any@5")
     supports_generation: ClassVar[bool] = True
     max_tokens: ClassVar[int] = 1000
     #: ``--max-queries N`` samples N claim pairs (both claims of each), never single claims.
-    sample_group: ClassVar[str] = "pair_id"
+    sample_group: ClassVar[str | None] = "pair_id"
+    parameters: ClassVar[frozenset[str]] = frozenset({"allow_unpaired", "books", "limit", "revision", "verified_only"})
 
     def __init__(self, name: str | None = None, data: str | None = None, **params: Any) -> None:
         super().__init__(name=name, data=data, **params)

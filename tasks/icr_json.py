@@ -1,4 +1,4 @@
-"""``icr-json``: instances in the QRHead/ICR JSON format (PROTOCOL.md §1.4 I/O).
+"""``icr-json``: instances in the QRHead/ICR JSON format (docs/PROTOCOL.md §1.4 I/O).
 
 The file is a JSON list of::
 
@@ -17,7 +17,7 @@ files built from graded collections such as TREC-COVID.
 
 Items without any gold document are dropped with a warning (the paper evaluates only queries
 with qrels); the count is in the provenance. Metric defaults: ``nDCG@10, R@5, R@10, R_all@5,
-MRR@10`` (see PROTOCOL.md for the recall variants).
+MRR@10`` (see docs/PROTOCOL.md §4.2 for the recall variants).
 """
 
 from __future__ import annotations
@@ -121,10 +121,10 @@ def read_icr_json(path: str | Path) -> tuple[list[Instance], int]:
 
 def _read_qrels_any(path: Path) -> Qrels:
     if path.suffix == ".tsv":
-        from tasks.beir import read_beir_qrels
+        from harness.tasks.beir import read_beir_qrels
 
         return read_beir_qrels(path)
-    from tasks.trec import read_trec_qrels
+    from harness.trec import read_trec_qrels
 
     return read_trec_qrels(path)
 
@@ -140,13 +140,10 @@ class IcrJsonTask(Task):
     family: ClassVar[str] = "icr-json"
     metrics: ClassVar[tuple[str, ...]] = ("nDCG@10", "R@5", "R@10", "R_all@5", "MRR@10")
 
+    parameters: ClassVar[frozenset[str]] = frozenset({"qrels", "ignore_identical_ids"})
+
     def __init__(self, name: str | None = None, data: str | None = None, **params: Any) -> None:
         super().__init__(name=name, data=data, **params)
-        unknown = sorted(set(params) - {"qrels", "ignore_identical_ids"})
-        if unknown:
-            raise HarnessError(
-                f"task icr-json: unknown parameter {unknown[0]!r} (accepted: ignore_identical_ids, qrels)"
-            )
         if data is None:
             raise HarnessError("task icr-json needs --data FILE (a QRHead/ICR JSON list of instances)")
 

@@ -1,4 +1,4 @@
-"""LongMemEval-S (PROTOCOL §4.2): retrieve chat *rounds*, answer from them, judge the answers.
+"""LongMemEval-S (docs/PROTOCOL.md §4.2): retrieve chat *rounds*, answer from them, judge the answers.
 
 Data
 ----
@@ -27,7 +27,7 @@ One document per *round*: a user turn and the assistant turns that follow it (a 
 assistant turn forms a round on its own), in chronological (haystack) order, untruncated.
 
 * id ``{question_id}__{session_id}__{round_index}``, ``round_index`` 0-based within the session
-  (the format is inferred from QRHead's example ids, PROTOCOL §4.2). When the turns carry a
+  (the format is inferred from QRHead's example ids, docs/PROTOCOL.md §4.2). When the turns carry a
   ``round_id`` (QRHead's files) that id is used instead.
 * text: the round's turns as ``"{role}: {content}"`` lines joined by ``"\\n"`` (our choice; the
   paper's serialisation is unconfirmed).
@@ -35,7 +35,7 @@ assistant turn forms a round on its own), in chronological (haystack) order, unt
   without ``has_answer``/``round_id``, for the generation prompt).
 
 Gold = the rounds containing a turn with ``has_answer: true``. A question without such a round
-is kept with an empty gold set (``R_all`` counts it as 1, ``R@k``/``R_any`` as 0; PROTOCOL §4.2);
+is kept with an empty gold set (``R_all`` counts it as 1, ``R@k``/``R_any`` as 0; docs/PROTOCOL.md §4.2);
 their number is logged as a warning and recorded as ``provenance["n_empty_gold"]``.
 
 Generation and judging
@@ -43,7 +43,7 @@ Generation and judging
 :meth:`LongMemEvalTask.generation_prompt` regroups the given rounds by session, sorts the
 sessions by date (stable, on the date string, as QRHead does) and fills the paper's prompt.
 :meth:`LongMemEvalTask.score_generations` asks a judge (LongMemEval's per-type yes/no prompts,
-:mod:`tasks.qa_scoring`) and reports ``accuracy`` plus ``accuracy/{question_type}`` and
+:mod:`harness.tasks.qa_scoring`) and reports ``accuracy`` plus ``accuracy/{question_type}`` and
 ``accuracy/abstention`` on the queries of that type, so the plain mean over the queries that
 have a key is the per-type accuracy. Without a judge it reports ``answer_contains``
 (normalised containment of the gold answer), never ``accuracy``.
@@ -59,8 +59,8 @@ from typing import Any, ClassVar
 
 from harness.errors import HarnessError
 from harness.io import read_json, sha256_file
+from harness.tasks.qa_scoring import answer_contained, judge_says_yes, judge_template_name, longmemeval_judge_prompt
 from harness.types import Document, Instance, Query, Task, TaskData
-from tasks.qa_scoring import answer_contained, judge_says_yes, judge_template_name, longmemeval_judge_prompt
 
 log = logging.getLogger(__name__)
 
@@ -204,11 +204,14 @@ class LongMemEvalTask(Task):
     """
 
     family: ClassVar[str] = "longmemeval"
+    main_metric: ClassVar[str] = "R@5"
     metrics: ClassVar[tuple[str, ...]] = ("R@3", "R@5", "R@10", "R_all@5", "R_any@5", "nDCG@10")
     supports_generation: ClassVar[bool] = True
-    #: Generation settings of the paper (PROTOCOL §4.2).
+    #: Generation settings of the paper (docs/PROTOCOL.md §4.2).
     max_tokens: ClassVar[int] = 500
     judge_max_tokens: ClassVar[int] = 10
+
+    parameters: ClassVar[frozenset[str]] = frozenset({"limit", "revision", "split"})
 
     def __init__(self, name: str | None = None, data: str | None = None, **params: Any) -> None:
         super().__init__(name=name, data=data, **params)

@@ -1,4 +1,4 @@
-"""Multi-hop QA: HotpotQA (distractor), MuSiQue and 2WikiMultihopQA (PROTOCOL §4.7).
+"""Multi-hop QA: HotpotQA (distractor), MuSiQue and 2WikiMultihopQA (docs/PROTOCOL.md §4.7).
 
 The paper has no multi-hop protocol: everything here is a **harness convention**. Each question's
 given paragraphs are its candidates (in the file's order), the supporting paragraphs are gold,
@@ -38,8 +38,8 @@ from typing import Any, ClassVar
 
 from harness.errors import HarnessError
 from harness.io import iter_jsonl, read_json, sha256_file
+from harness.tasks.qa_scoring import exact_match, f1_score, max_over_answers
 from harness.types import Document, Instance, Query, Task, TaskData
-from tasks.qa_scoring import exact_match, f1_score, max_over_answers
 
 log = logging.getLogger(__name__)
 
@@ -178,12 +178,14 @@ class MultiHopTask(Task):
     """
 
     family: ClassVar[str] = "multihop"
+    main_metric: ClassVar[str] = "R@2"
     metrics: ClassVar[tuple[str, ...]] = ("R@2", "R@5", "R_all@2", "R_all@5", "nDCG@10")
     supports_generation: ClassVar[bool] = True
     max_tokens: ClassVar[int] = 32
     hub_id: ClassVar[str] = ""
     hub_config: ClassVar[str | None] = None
     hub_split: ClassVar[str] = "validation"
+    parameters: ClassVar[frozenset[str]] = frozenset({"hub_id", "limit", "revision", "split"})
 
     def _read_local(self, path: Path) -> list[Mapping[str, Any]]:
         if path.is_dir():

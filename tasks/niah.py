@@ -1,4 +1,4 @@
-"""``niah``: needle-in-a-haystack as a retrieval task (PROTOCOL.md §4.4).
+"""``niah``: needle-in-a-haystack as a retrieval task (docs/PROTOCOL.md §4.4).
 
 For each cell of a grid of context lengths × needle depths, a haystack of Paul Graham essays
 receives the paper's needle; the haystack is cut into chunks (the candidates, in reading
@@ -29,13 +29,13 @@ Query ids are ``L{length}_D{depth}`` (depth with up to two decimals, e.g. ``L100
 ``length``, ``depth``, ``order = "natural"``, ``unit``, the needle's chunk index and the
 measured context size; ``Instance.answer`` is the needle.
 
-Downstream generation (``--generate``, PROTOCOL.md §4.4, Figure 1): the generator answers the
+Downstream generation (``--generate``, docs/PROTOCOL.md §4.4, Figure 1): the generator answers the
 question from the retrieved chunks, put back in reading order (the top-k, or every chunk with
 ``--full-context``, which rebuilds the whole context word for word), greedily, 50 tokens
 (:attr:`NiahTask.max_tokens`). Two prompts (task parameter ``prompt``):
 
 - ``"retrieval-head"`` (default): the chat prompt of ``nightdessert/Retrieval_Head``'s
-  ``needle_in_haystack_with_mask.py``, the script PROTOCOL.md names for Figure 1, as it builds it
+  ``needle_in_haystack_with_mask.py``, the script docs/PROTOCOL.md §4.4 names for Figure 1, as it builds it
   for chat models: one user turn
   ``"<book>{context}</book>\\nBased on the content of the book, Question: {question}\\nAnswer:"``.
 - ``"gkamradt"``: the OpenAI prompt of ``gkamradt/LLMTest_NeedleInAHaystack`` (the
@@ -44,7 +44,7 @@ question from the retrieved chunks, put back in reading order (the top-k, or eve
   ``"{question} Don't give information outside the document or repeat your findings"``.
 
 The score is ``ROUGE-1-R``, a fraction in [0, 1] (the paper's figures show it ×100): the
-ROUGE-1 recall (:func:`tasks.qa_scoring.rouge1_recall`) of the needle's answer words in the
+ROUGE-1 recall (:func:`harness.tasks.qa_scoring.rouge1_recall`) of the needle's answer words in the
 response. As in the script, the reference is the needle's answer part
 (:data:`NEEDLE_ANSWER`, "eat a sandwich and sit in Dolores Park on a sunny day", for the default
 needle; a custom needle is scored whole), and the response ends at its first line break (the
@@ -225,11 +225,12 @@ class NiahTask(Task):
     """
 
     family: ClassVar[str] = "niah"
+    main_metric: ClassVar[str] = "R@1"
     metrics: ClassVar[tuple[str, ...]] = ("nDCG@10", "R@1", "R@3", "MRR@10")
     supports_generation: ClassVar[bool] = True
-    #: PROTOCOL.md §4.4: greedy, 50 new tokens.
+    #: docs/PROTOCOL.md §4.4: greedy, 50 new tokens.
     max_tokens: ClassVar[int] = 50
-    _PARAMS: ClassVar[frozenset[str]] = frozenset(
+    parameters: ClassVar[frozenset[str]] = frozenset(
         {"lengths", "depths", "unit", "tokenizer", "chunk_words", "needle", "question", "prompt", "answer"}
     )
 
@@ -237,11 +238,6 @@ class NiahTask(Task):
         super().__init__(name=name, data=data, **params)
         if name:
             raise HarnessError(f"task 'niah' has no sub-datasets; got niah/{name}")
-        unknown = sorted(set(params) - self._PARAMS)
-        if unknown:
-            raise HarnessError(
-                f"task niah: unknown parameter {unknown[0]!r} (accepted: {', '.join(sorted(self._PARAMS))})"
-            )
         self.lengths: list[int] = _parse_numbers(params.get("lengths", DEFAULT_LENGTHS), "lengths", int)
         self.depths: list[float] = _parse_numbers(params.get("depths", DEFAULT_DEPTHS), "depths", float)
         self.unit: str = params.get("unit", "words")
@@ -281,7 +277,7 @@ class NiahTask(Task):
     def _encoder(self) -> Callable[[str], Sequence[int]]:
         tokenizer = self.tokenizer_spec
         if isinstance(tokenizer, str):
-            from harness.models import load_tokenizer
+            from harness.models.load import load_tokenizer
 
             tokenizer = load_tokenizer(tokenizer)
         if not hasattr(tokenizer, "encode"):
@@ -415,7 +411,7 @@ class NiahTask(Task):
 
         ``judge`` is not used (NIAH is scored by word overlap).
         """
-        from tasks.qa_scoring import rouge1_recall
+        from harness.tasks.qa_scoring import rouge1_recall
 
         if len(instances) != len(outputs):
             raise HarnessError(f"niah: {len(outputs)} outputs for {len(instances)} instances")

@@ -3,11 +3,11 @@
 * :func:`normalize_answer`, :func:`exact_match`, :func:`f1_score`: the SQuAD v1.1 evaluation
   (lowercase, strip punctuation, drop the articles *a/an/the*, collapse whitespace; token-level
   F1), with :func:`max_over_answers` taking the best score over several gold answers
-  (multi-hop QA, PROTOCOL §4.7).
+  (multi-hop QA, docs/PROTOCOL.md §4.7).
 * :func:`rouge1_recall`: ROUGE-1 recall of a reference (the NIAH needle) in a response
-  (PROTOCOL §4.4), as a fraction in [0, 1]; the NIAH figure reports it ×100.
-* :func:`parse_answer_tag`: the first ``<answer>…</answer>`` of a CLIPPER output (PROTOCOL §4.3).
-* :func:`longmemeval_judge_prompt`: LongMemEval's per-type yes/no judge prompts (PROTOCOL §4.2)
+  (docs/PROTOCOL.md §4.4), as a fraction in [0, 1]; the NIAH figure reports it ×100.
+* :func:`parse_answer_tag`: the first ``<answer>…</answer>`` of a CLIPPER output (docs/PROTOCOL.md §4.3).
+* :func:`longmemeval_judge_prompt`: LongMemEval's per-type yes/no judge prompts (docs/PROTOCOL.md §4.2)
   and :func:`judge_says_yes`, its decision rule.
 
 Example:
@@ -101,7 +101,7 @@ def rouge1_recall(reference: str, prediction: str) -> float:
     .. math:: R_1 = \frac{\sum_{w} \min(c_{ref}(w), c_{pred}(w))}{\sum_w c_{ref}(w)}
 
     over the unigram counts of :func:`rouge_tokens` (``rouge_score``'s tokenizer, without its
-    optional Porter stemmer). PROTOCOL §4.4 reports ``ROUGE-1-R`` = this value ×100. An empty
+    optional Porter stemmer). docs/PROTOCOL.md §4.4 reports ``ROUGE-1-R`` = this value ×100. An empty
     reference scores 0.0.
 
     >>> rouge1_recall("eat a sandwich in Dolores Park", "Eat a sandwich!")

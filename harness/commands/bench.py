@@ -1,6 +1,7 @@
 """``harness bench TARGET``: side-by-side throughput and memory benchmarks.
 
-Targets live in ``harness/bench/<target>.py`` with ``add_arguments(parser)`` and ``run(args)``.
+Targets live in ``benchmarks/<target>.py`` (the package ``harness.benchmarks``) with
+``add_arguments(parser)`` and ``run(args)``; modules without ``add_arguments`` are helpers.
 """
 
 from __future__ import annotations
@@ -9,14 +10,14 @@ import argparse
 import importlib
 import pkgutil
 
-import harness.bench
+import harness.benchmarks
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks (bm25, qr, generation)", description=__doc__)
     targets = p.add_subparsers(dest="target", metavar="TARGET", required=True)
-    for info in pkgutil.iter_modules(harness.bench.__path__):
-        module = importlib.import_module(f"harness.bench.{info.name}")
+    for info in pkgutil.iter_modules(harness.benchmarks.__path__):
+        module = importlib.import_module(f"harness.benchmarks.{info.name}")
         if hasattr(module, "add_arguments"):
             tp = targets.add_parser(info.name, help=(module.__doc__ or "").strip().splitlines()[0] if module.__doc__ else None)
             module.add_arguments(tp)

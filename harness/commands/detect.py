@@ -1,7 +1,7 @@
 """``harness detect``: find the query-focused retrieval heads of a model on a task.
 
 Writes a head file that ``--heads FILE`` accepts, recording the model, revision, data,
-objective, number of queries, seed and the score of every head (PROTOCOL.md §2).
+objective, number of queries, seed and the score of every head (docs/PROTOCOL.md §2).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 from harness.commands._common import parse_assignments, positive_int
 from harness.errors import HarnessError
 from harness.io import atomic_write_json, cache_dir, check_writable, sha256_json
-from harness.registry import make_task
-from harness.runner import ResumeFile, build_instances, build_retriever, select_queries
+from harness.resume import ResumeFile
+from harness.runner import RunConfig, prepare
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=42, help="sampling and candidate-shuffle seed (default 42)")
     p.add_argument("--first-stage", default="bm25", help="first stage for corpus tasks (default bm25)")
     p.add_argument("--depth", type=int, default=20, help="candidates per query for corpus tasks (default 20)")
-    p.add_argument("--truncate-words", type=positive_int, help="keep the first W words of each candidate")
+    p.add_argument("--truncate-words", type=positive_int, help="keep the first W words of each candidate (default: the task's, e.g. 400 on BEIR)")
     p.add_argument("--no-shuffle", action="store_true", help="keep candidates in first-stage order")
     p.add_argument("--dtype", help="float32, bfloat16, ... (default fp32 on CPU, bf16 on GPU)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
@@ -39,28 +39,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from harness.first_stage import cached_search
-    from retrievers.attention.detection import detect_heads
+    from harness.attention.detection import detect_heads
 
     check_writable(args.output)
     if args.depth <= 0:
         raise HarnessError(f"--depth must be a positive number of candidates, got {args.depth}")
-    task = make_task(args.task, data=args.data, **parse_assignments(args.task_set, "--task-set"))
-    data = task.load()
-    queries, _ = select_queries(task, data, args.n_queries, args.seed)
-    if data.corpus is not None:
-        if args.depth > len(data.corpus):
-            raise HarnessError(f"--depth {args.depth} is larger than the corpus ({len(data.corpus)} documents)")
-        first = cached_search(build_retriever(args.first_stage), data.corpus, queries, args.depth)
-        instances = build_instances(queries, data, first, args.depth, args.truncate_words)
-    else:
-        keep = {q.id for q in queries}
-        instances = [inst for inst in data.instances or [] if inst.query.id in keep]
-    qrels = {q.id: data.qrels.get(q.id, {}) for q in queries}
-    resume = ResumeFile(cache_dir("detect") / f"{_detection_hash(args, task.id, data.provenance, instances)}.jsonl")
+    config = RunConfig(
+        task=args.task, retriever="", data=args.data, task_params=parse_assignments(args.task_set, "--task-set"),
+        first_stage=args.first_stage, depth=args.depth, max_queries=args.n_queries, seed=args.seed,
+        truncate_words=args.truncate_words, show_progress=not args.no_progress,
+    )
+    prepared = prepare(config)
+    task, data, queries, instances = prepared.task, prepared.data, prepared.queries, prepared.instances
+    qrels = prepared.qrels()
+    resume = ResumeFile(cache_dir("detect") / f"{_detection_hash(args, task.id, data.provenance, instances, prepared.words)}.jsonl")
     head_file = detect_heads(
         args.model, instances, qrels, objective=args.objective, top=args.top, shuffle=not args.no_shuffle,
-        seed=args.seed, truncate_words=args.truncate_words, data=task.id, dtype=args.dtype, device=args.device,
+        seed=args.seed, truncate_words=prepared.words, data=task.id, dtype=args.dtype, device=args.device,
         show_progress=not args.no_progress, resume=resume,
     )
     head_file["task"] = {"id": task.id, **{k: v for k, v in data.provenance.items() if k in ("source", "sha256", "split")}}
@@ -75,11 +70,11 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _detection_hash(args: argparse.Namespace, task_id: str, provenance: dict, instances: list) -> str:
+def _detection_hash(args: argparse.Namespace, task_id: str, provenance: dict, instances: list, words: int | None) -> str:
     """Key of the resume file: everything that changes a query's head values."""
     return sha256_json({
         "model": args.model, "task": task_id, "data": provenance.get("sha256"), "objective": args.objective,
-        "seed": args.seed, "shuffle": not args.no_shuffle, "truncate_words": args.truncate_words,
+        "seed": args.seed, "shuffle": not args.no_shuffle, "truncate_words": words,
         "dtype": args.dtype, "first_stage": args.first_stage, "depth": args.depth,
         "instances": [[inst.query.id, inst.query.text, [d.id for d in inst.candidates]] for inst in instances],
     })[:24]

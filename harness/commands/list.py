@@ -24,16 +24,14 @@ def main(args: argparse.Namespace) -> int:
         for name, ref in sorted(available("retriever").items()):
             print(f"  {name:16s} {ref}")
     if what in ("all", "models"):
-        from harness.models import ALIASES
+        from harness.models.resolve import ALIASES
 
         print("models (offline aliases; any Hugging Face id or local folder also works):")
         for alias, description in ALIASES.items():
             print(f"  {alias:16s} {description}")
     if what in ("all", "heads"):
-        try:
-            from retrievers.attention.heads import list_head_sets
-        except ImportError:
-            return 0
+        from harness.attention.heads import list_head_sets
+
         print("head sets:")
         for line in list_head_sets():
             print(f"  {line}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from harness.io import atomic_write_json
 from harness.shards import merge, merged_path
 
 
@@ -20,6 +19,6 @@ def main(args: argparse.Namespace) -> int:
 
     result = merge(args.shards)
     out = Path(args.output) if args.output else merged_path(Path(args.shards[0]))
-    atomic_write_json(out, result)
-    print(f"merged {len(args.shards)} shards ({result['task']['n_queries']} queries) into {out}")
+    result.write(out)
+    print(f"merged {len(args.shards)} shards ({result.task.n_queries} queries) into {out}")
     return 0

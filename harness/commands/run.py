@@ -39,6 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--top-k", type=int, default=5, help="documents given to the generator (default 5)")
     g.add_argument("--full-context", action="store_true", help="give the generator every candidate instead of the top-k")
     g.add_argument("--max-tokens", type=int, help="generation length limit")
+    g.add_argument("--allow-failures", action="store_true",
+                   help="write the result even if some generations or judgements failed (counted as wrong, recorded)")
     p.set_defaults(func=main)
 
 
@@ -53,7 +55,8 @@ def main(args: argparse.Namespace) -> int:
         exclude_queries=args.exclude_queries,
         truncate_words=args.truncate_words, generate=args.generate, generator=args.generator, judge=args.judge,
         generator_options=parse_assignments(args.generator_set, "--generator-set"),
-        judge_options=parse_assignments(args.judge_set, "--judge-set"), top_k=args.top_k, full_context=args.full_context, max_tokens=args.max_tokens, output=args.output,
+        judge_options=parse_assignments(args.judge_set, "--judge-set"), top_k=args.top_k, full_context=args.full_context, max_tokens=args.max_tokens,
+        allow_failures=args.allow_failures, output=args.output,
         save_run=args.save_run, show_progress=not args.no_progress, results_root=args.results_root,
         shard=parse_shard(args.shard),
     )
@@ -62,7 +65,7 @@ def main(args: argparse.Namespace) -> int:
         merged = distributed_merge(path, *config.shard)
         if merged is not None:
             print(f"merged {config.shard[1]} shards into {merged}", file=sys.stderr)
-    metrics = "  ".join(f"{k}={v:.4f}" for k, v in result["metrics"].items() if "/" not in k)
-    print(f"{result['task']['id']}  {result['retriever']['name']}  n={result['task']['n_queries']}  {metrics}")
+    metrics = "  ".join(f"{k}={v:.4f}" for k, v in result.metrics.items() if "/" not in k)
+    print(f"{result.task.id}  {result.retriever.name}  n={result.task.n_queries}  {metrics}")
     print(f"wrote {path}", file=sys.stderr)
     return 0

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from harness.results import load_result, validate_result
+from harness.errors import HarnessError
+from harness.results import Result
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,9 +16,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    """Check every file (one line each); exit 2 when any fails, after all were checked."""
+    failed = 0
     for path in args.files:
-        warnings = validate_result(load_result(path), path)
+        try:
+            warnings = Result.from_json(path).validate(path)
+        except HarnessError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failed += 1
+            continue
         for warning in warnings:
             print(f"{path}: warning: {warning}")
         print(f"{path}: ok")
-    return 0
+    if failed:
+        print(f"{failed} of {len(args.files)} files failed", file=sys.stderr)
+    return 2 if failed else 0

@@ -28,6 +28,7 @@ from typing import Any, ClassVar, TypeVar
 
 from harness.errors import HarnessError
 from harness.generation.cache import GenerationCache, cache_key
+from harness.progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +53,9 @@ class Generation:
 
 
 def progress(iterable: Iterable[T], *, total: int | None = None, desc: str = "", show: bool = True) -> Iterable[T]:
-    """A tqdm bar, or the bare iterable when ``show`` is False or ``DISABLE_TQDM`` is set."""
-    if not show or os.environ.get("DISABLE_TQDM", "").strip() not in ("", "0"):
-        return iterable
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover - tqdm is a dependency
-        return iterable
-    return tqdm(iterable, total=total, desc=desc, leave=False)
+    """A transient tqdm bar over ``iterable``, hidden when ``show`` is False or ``DISABLE_TQDM`` is set
+    (:func:`harness.progress.progress` with ``leave=False``)."""
+    return progress_bar(iterable, total=total, desc=desc, show=show, leave=False)
 
 
 def validate_messages(messages: Any, where: str) -> Messages:

@@ -17,7 +17,7 @@ folder, a GGUF file or an offline alias (``smollm2-135m``, ``qwen2.5-0.5b``).
   a near-tie). The cache key does not include the batch size: for bit-exact reruns use float32,
   or ``batch_size=1``.
 - ``mask_heads`` (with ``mask_mode``, ``mask_top``) silences attention heads while generating
-  (:mod:`harness.generation.masking`; PROTOCOL.md §4.4, Figure 1), e.g.
+  (:mod:`harness.attention.masking`; docs/PROTOCOL.md §4.4, Figure 1), e.g.
   ``--generator-set mask_heads=results/heads/smollm2-135m.json --generator-set mask_top=16``.
   The hooks exist only during this generator's ``generate`` calls, so a model shared with an
   unmasked generator is unaffected, and the mask is part of the generator's identity (cache key
@@ -32,9 +32,9 @@ import weakref
 from collections.abc import Iterator
 from typing import Any
 
+from harness.attention.masking import MASK_MODES, masked_heads, resolve_mask
 from harness.errors import HarnessError
 from harness.generation.base import Generation, Generator, Messages, encode, progress, render_chat
-from harness.generation.masking import MASK_MODES, masked_heads, resolve_mask
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def load_shared(model: str, dtype: Any = None, device: str | None = None) -> tup
     LM ranks and answers) then hold one copy of the model. Entries are weak: a model nobody
     uses any more is freed as usual.
     """
-    from harness.models import load_causal_lm
+    from harness.models.load import load_causal_lm
 
     key = (model, str(dtype), str(device))
     with _LOAD_LOCK:
@@ -84,7 +84,7 @@ class HFGenerator(Generator):
     model's own limit, e.g. to stay inside memory), ``mask_heads`` (heads to silence: a list
     ``"14-22,13-16"``, a head file, a set name or ``random:N[:SEED]``), ``mask_mode``
     (``"output"``, default, or ``"query"``: Retrieval_Head's mechanics) and ``mask_top`` (keep
-    the first N heads of ``mask_heads``); see :mod:`harness.generation.masking`.
+    the first N heads of ``mask_heads``); see :mod:`harness.attention.masking`.
     """
 
     backend = "hf"

@@ -14,17 +14,23 @@ The context window is read from ``GET {URL}/models`` when the server reports ``m
 window check and truncation) needs a local tokenizer: the ``tokenizer`` option takes anything
 :func:`harness.models.load_tokenizer` resolves. The cache identity is the model name (and the
 ``revision`` option), not the URL, so moving a server to another port keeps its cache.
-An ``api_key`` option, or the ``OPENAI_API_KEY`` environment variable, is sent as a bearer token.
+An ``api_key`` option, or the ``OPENAI_API_KEY`` environment variable, is sent as a bearer token,
+but only to an ``https://`` URL or a loopback one (``localhost``, ``127.0.0.0/8``, ``::1``): over
+plain http to another host anyone on the path could read it, so it is withheld there, with a
+one-line warning, unless the ``send_key_over_http=true`` option (or the environment variable
+``HARNESS_SEND_KEY_OVER_HTTP=1``) says to send it anyway. It is never forwarded to a redirect target.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
 import socket
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -34,6 +40,8 @@ from harness.errors import HarnessError
 from harness.generation.base import Generation, Generator, Messages, progress
 
 log = logging.getLogger(__name__)
+
+SEND_KEY_ENV = "HARNESS_SEND_KEY_OVER_HTTP"
 
 
 class _Retryable(Exception):
@@ -59,6 +67,34 @@ def parse_completion(body: bytes) -> tuple[str, str | None]:
     return content, finish if isinstance(finish, str) else None
 
 
+def is_loopback(host: str | None) -> bool:
+    """``localhost``, an address in ``127.0.0.0/8`` or ``::1`` (IPv4-mapped included)."""
+    if not host:
+        return False
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
+def key_allowed(url: str, send_key_over_http: bool = False) -> bool:
+    """Whether a bearer token may be sent to ``url``: https, loopback http, or any http when opted in."""
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme == "https" or (parts.scheme == "http" and (send_key_over_http or is_loopback(parts.hostname)))
+
+
+def request_headers(url: str, api_key: str | None, *, send_key_over_http: bool = False) -> dict[str, str]:
+    """The headers of a request to ``url``; ``Authorization`` only where :func:`key_allowed` says so."""
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    if api_key and key_allowed(url, send_key_over_http):
+        headers["Authorization"] = f"Bearer {api_key}"
+    return headers
+
+
 class OpenAIGenerator(Generator):
     """Client of an OpenAI-compatible ``/chat/completions`` endpoint."""
 
@@ -67,7 +103,7 @@ class OpenAIGenerator(Generator):
     def __init__(self, spec: str, model: str, *, url: str, timeout: float = 120.0, retries: int = 3,
                  backoff: float = 1.0, concurrency: int = 4, api_key: str | None = None,
                  tokenizer: str | None = None, context_window: int | None = None, revision: str | None = None,
-                 truncate: str | None = None, cache: Any = True) -> None:
+                 truncate: str | None = None, cache: Any = True, send_key_over_http: bool | None = None) -> None:
         super().__init__(spec, model, truncate=truncate, cache=cache, revision=revision)
         if not url.startswith(("http://", "https://")):
             raise HarnessError(f"generator {spec!r}: the URL must start with http:// or https://")
@@ -79,20 +115,29 @@ class OpenAIGenerator(Generator):
         self.backoff = float(backoff)
         self.concurrency = int(concurrency)
         self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
+        if send_key_over_http is None:
+            send_key_over_http = os.environ.get(SEND_KEY_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+        if not isinstance(send_key_over_http, bool):
+            raise HarnessError(f"generator {spec!r}: send_key_over_http must be true or false, got {send_key_over_http!r}")
+        self.send_key_over_http = send_key_over_http
+        if self.api_key and not key_allowed(self.url, send_key_over_http):
+            log.warning("%s: API key withheld from plain-http %s (not loopback); set send_key_over_http=true or "
+                        "%s=1 to send it anyway", spec, self.url, SEND_KEY_ENV)
         self._window: int | None = int(context_window) if context_window is not None else None
         self._window_probed = context_window is not None
         if tokenizer is not None:
-            from harness.models import load_tokenizer
+            from harness.models.load import load_tokenizer
 
             self.tokenizer = load_tokenizer(tokenizer)
 
     # -- HTTP --------------------------------------------------------------------------------------
     def _request(self, method: str, path: str, payload: dict[str, Any] | None = None) -> bytes:
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
+        headers = request_headers(self.url, self.api_key, send_key_over_http=self.send_key_over_http)
+        authorization = headers.pop("Authorization", None)
         data = json.dumps(payload).encode() if payload is not None else None
         request = urllib.request.Request(self.url + path, data=data, headers=headers, method=method)
+        if authorization is not None:  # unredirected: urllib does not copy it to a redirect target
+            request.add_unredirected_header("Authorization", authorization)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 return response.read()

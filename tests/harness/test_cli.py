@@ -203,3 +203,10 @@ def test_validate_cli(cli, beir_dir: Path, tmp_path: Path) -> None:
 def test_cli_module_runs_without_arguments() -> None:
     proc = subprocess.run([sys.executable, "-m", "harness.cli", "--help"], capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0 and "run" in proc.stdout
+
+
+def test_old_built_in_module_names_still_work_on_the_command_line() -> None:
+    from harness.registry import retriever_class
+
+    assert retriever_class("retrievers.bm25:BM25Retriever") is retriever_class("bm25")
+    assert retriever_class("harness.retrievers.bm25:BM25Retriever") is retriever_class("bm25")

@@ -33,7 +33,7 @@ def test_aggregate_means_each_metric_over_the_entries_that_have_it():
 
 @pytest.fixture(scope="module")
 def hotpot(shared_data):
-    from tasks.multihop import HotpotQATask
+    from harness.tasks.multihop import HotpotQATask
 
     path = shared_data / "hotpotqa_dev_distractor_sample100_hfschema" / "hotpot_dev_distractor_v1.json"
     task = HotpotQATask(data=str(path))

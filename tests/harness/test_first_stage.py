@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from harness.first_stage import cache_key, cache_path, cached_search, corpus_sha256
+from harness.retrievers.bm25 import BM25Retriever
 from harness.types import Document, Query, Run
-from retrievers.bm25 import BM25Retriever
 
 
 @pytest.fixture(autouse=True)

@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessError
-from harness.model_aliases import ALIAS_TABLE, ModelAlias, PackagedFile, locate_alias_files
 from harness.models import (
     ALIASES,
     DEFAULT_CAUSAL_LM,
@@ -38,6 +37,7 @@ from harness.models import (
     sentence_transformer_path,
     write_folder_atomically,
 )
+from harness.models.aliases import ALIAS_TABLE, ModelAlias, PackagedFile, locate_alias_files
 
 SMOLLM = ALIAS_TABLE["smollm2-135m"]
 QWEN = ALIAS_TABLE["qwen2.5-0.5b"]

@@ -67,7 +67,7 @@ def test_checked_in_cells_reproduce_the_row_averages(source) -> None:
 
 
 def test_paper_claims_hold_on_the_entered_numbers(source) -> None:
-    """PROTOCOL §5.2: 8B QRRetriever is +3.7 over RankGPT-Bubble and +1.5 over ICR on the average."""
+    """docs/PROTOCOL.md §5.2: 8B QRRetriever is +3.7 over RankGPT-Bubble and +1.5 over ICR on the average."""
     t2 = source.tables_numbered("2")[0]
     qr = t2.row("8B QRRetriever").avg
     assert qr - t2.row("8B RankGPT-Bubble").avg == pytest.approx(3.7)

@@ -31,7 +31,7 @@ def measured(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict
     result, path = execute(
         RunConfig(task=str(folder), retriever="bm25", output=str(root / "out" / "toy-bm25.json"), show_progress=False)
     )
-    return folder, path, result
+    return folder, path, result.to_dict()
 
 
 def _recipe(tmp_path: Path, cells: list[dict], output: str, task: str = "beir/toy", **extra) -> Path:

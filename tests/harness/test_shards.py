@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessError
-from harness.results import load_result, validate_result
+from harness.results import load_result
 from harness.runner import RunConfig, execute
 from harness.shards import merge, parse_shard, shard_path
 from tests.harness.conftest import write_beir
@@ -47,8 +47,8 @@ def test_merged_shards_equal_an_unsharded_run(toy: Path, tmp_path: Path) -> None
     paths = [_run(toy, tmp_path / "part.json", shard=(i, 3)) for i in range(3)]
     assert paths[1] == shard_path(tmp_path / "part.json", 1, 3)
     merged = merge(paths)
-    validate_result(merged)
-    assert stable(merged) == stable(whole)
+    merged.validate()
+    assert stable(merged.to_dict()) == stable(whole)
 
 
 def test_missing_overlapping_and_mixed_shards_are_refused(toy: Path, tmp_path: Path) -> None:

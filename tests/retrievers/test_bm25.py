@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from harness.bench import bm25 as bench
+from harness.benchmarks import bm25 as bench
 from harness.errors import HarnessError
+from harness.registry import make_task
+from harness.retrievers.bm25 import BM25Retriever
 from harness.types import Document, Instance, Query
-from retrievers.bm25 import BM25Retriever
 
 
 def lucene_reference(doc_tokens: dict[str, list[str]], query: list[str], k1: float, b: float) -> dict[str, float]:
@@ -36,9 +35,10 @@ def lucene_reference(doc_tokens: dict[str, list[str]], query: list[str], k1: flo
 
 @pytest.fixture(scope="module")
 def cranfield(shared_data: Path) -> tuple[dict[str, Document], list[Query]]:
-    docs = {d: Document(d, t) for d, t in bench.cranfield_documents(shared_data)}
-    queries = [Query(q, t) for q, t in bench.cranfield_queries(shared_data)]
-    return docs, queries
+    """The Cranfield abstracts (``.W``, which opens with the title) without separate titles, and the queries."""
+    data = make_task("cranfield", data=str(shared_data)).load()
+    assert data.corpus is not None
+    return {d.id: Document(d.id, d.text) for d in data.corpus.values()}, data.queries
 
 
 def test_scores_equal_the_lucene_formula(cranfield: tuple[dict[str, Document], list[Query]]) -> None:
@@ -141,20 +141,3 @@ def test_meta_records_parameters() -> None:
     assert meta["name"] == "bm25" and meta["kind"] == "sparse"
     assert meta["params"] == {"k1": 1.2, "b": 0.4, "method": "lucene", "stemmer": "english", "stopwords": "en"}
     assert meta["revision"].startswith("bm25s==")
-
-
-def test_bench_command_quick_run(shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """The benchmark's plumbing on a subset of queries (the recorded run uses all of them)."""
-    parser = argparse.ArgumentParser()
-    bench.add_arguments(parser)
-    out = tmp_path / "bench" / "bm25.json"
-    args = parser.parse_args(["--data", str(shared_data), "--max-queries", "30", "--repeats", "1", "--output", str(out), "--json"])
-    assert bench.run(args) == 0
-    record = json.loads(out.read_text())
-    assert record == json.loads(capsys.readouterr().out)
-    assert record["corpus"]["documents"] >= 10_000 and record["queries"] == 30 and record["depth"] == 200
-    assert record["identical_top10_pct"] >= 99.0
-    assert record["seconds"]["ours"] > 0 and record["seconds"]["rank_bm25"] > 0
-    assert "Speed-up" in out.with_suffix(".md").read_text()
-    with pytest.raises(HarnessError, match="--depth 0 must be at least 1"):
-        bench.run(parser.parse_args(["--data", str(shared_data), "--depth", "0"]))

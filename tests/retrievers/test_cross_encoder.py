@@ -7,8 +7,8 @@ import torch
 
 from harness.errors import HarnessError
 from harness.registry import retriever_class
+from harness.retrievers.cross_encoder import CrossEncoderRetriever
 from harness.types import Document, Instance, Query
-from retrievers.cross_encoder import CrossEncoderRetriever
 
 INSTANCES = [
     Instance(Query("q1", "what is the capital of france"), [

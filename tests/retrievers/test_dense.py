@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from harness.bench import bm25 as bench
 from harness.errors import HarnessError
+from harness.registry import make_task
+from harness.retrievers.dense import RECIPES, DenseRetriever, recipe_for
 from harness.types import Document, Instance, Query
-from retrievers.dense import RECIPES, DenseRetriever, recipe_for
 
 pytestmark = pytest.mark.slow
 
@@ -41,9 +41,11 @@ def test_embeddings_equal_mean_pooling_reference(dense: DenseRetriever) -> None:
 
 
 def test_search_equals_brute_force_across_chunks(dense: DenseRetriever, shared_data: Path) -> None:
-    docs = bench.cranfield_documents(shared_data)[:60]
+    cranfield = make_task("cranfield", data=str(shared_data)).load()
+    assert cranfield.corpus is not None
+    docs = [(d.id, d.text) for d in list(cranfield.corpus.values())[:60]]
     corpus = {d: Document(d, t) for d, t in docs}
-    queries = [Query(q, t) for q, t in bench.cranfield_queries(shared_data)[:9]]
+    queries = cranfield.queries[:9]
     dense.chunk_size, dense.query_chunk = 37, 4  # several document and query chunks
     try:
         run = dense.search(corpus, queries, k=15)

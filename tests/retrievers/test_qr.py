@@ -5,14 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from harness.attention.prompts import detect_template
+from harness.attention.reference import reference_head_scores
 from harness.errors import HarnessError
 from harness.registry import retriever_class
+from harness.retrievers.qr import ICRRetriever, QRRetriever
 from harness.types import Document, Instance, Query
-from retrievers.attention.prompts import detect_template
-from retrievers.attention.reference import reference_head_scores
-from retrievers.qr import ICRRetriever, QRRetriever
-
-from .attention.tiny import DOCS, QUERIES, tiny_model, tokenizer
+from tests.harness.attention.tiny import DOCS, QUERIES, tiny_model, tokenizer
 
 HEADS = "1-3,0-1,1-0"
 HEAD_LIST = [(1, 3), (0, 1), (1, 0)]

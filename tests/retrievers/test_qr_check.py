@@ -5,11 +5,10 @@ from __future__ import annotations
 import pytest
 
 from harness.errors import HarnessError
-from harness.runner import ResumeFile, score_with_resume
+from harness.resume import ResumeFile, score_with_resume
+from harness.retrievers.qr import QRRetriever
 from harness.types import Document, Instance, Query
-from retrievers.qr import QRRetriever
-
-from .attention.tiny import DOCS, tiny_model, tokenizer
+from tests.harness.attention.tiny import DOCS, tiny_model, tokenizer
 
 
 def test_too_long_prompt_fails_before_the_first_query_is_scored(tmp_path):

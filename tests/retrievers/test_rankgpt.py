@@ -9,14 +9,14 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.generation import Generation, Generator
-from harness.types import Document, Instance, Query
-from retrievers.rankgpt import (
+from harness.retrievers.rankgpt import (
     POST_PROMPT,
     RankGPTRetriever,
     parse_permutation,
     permutation_messages,
     sliding_windows,
 )
+from harness.types import Document, Instance, Query
 
 
 def test_prompt_is_rankgpts_chat_prompt():

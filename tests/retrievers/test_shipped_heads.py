@@ -7,10 +7,10 @@ import json
 import pytest
 from transformers import AutoConfig
 
+from harness.attention.heads import HEAD_FILE_ALIASES, ModelShape, default_heads_dir, resolve_heads
 from harness.errors import HarnessError
-from harness.model_aliases import ALIAS_TABLE, locate_alias_files
-from harness.models import resolve_model
-from retrievers.attention.heads import HEAD_FILE_ALIASES, ModelShape, default_heads_dir, resolve_heads
+from harness.models.aliases import ALIAS_TABLE, locate_alias_files
+from harness.models.resolve import resolve_model
 
 DETECTION_IDS = default_heads_dir() / "cranfield-detection-queries.txt"
 

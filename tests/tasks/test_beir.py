@@ -10,7 +10,7 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.registry import make_task
-from tasks.beir import (
+from harness.tasks.beir import (
     CQADUPSTACK_FORUMS,
     PAPER_DATASETS,
     BeirTask,
@@ -192,7 +192,7 @@ def test_conflicting_duplicate_judgement(tmp_path: Path) -> None:
 def test_bad_qrels_rows(tmp_path: Path) -> None:
     ds = _copy(tmp_path)
     (ds / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\thigh\n")
-    with pytest.raises(HarnessError, match=r"test\.tsv:2: field 'score' must be an integer, got 'high'"):
+    with pytest.raises(HarnessError, match=r"test\.tsv:2: field 'score': relevance grade must be an integer, got 'high'"):
         BeirTask("x", data=str(ds)).load()
     (ds / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1 d1 1\n")
     with pytest.raises(HarnessError, match=r"test\.tsv:2: expected 3 tab-separated fields"):
@@ -230,7 +230,7 @@ def test_not_a_beir_folder(tmp_path: Path) -> None:
 def test_unknown_names_and_parameters() -> None:
     with pytest.raises(HarnessError, match=r"unknown task 'beir/scifakt'; did you mean 'beir/scifact'"):
         BeirTask("scifakt")
-    with pytest.raises(HarnessError, match=r"unknown parameter 'splt'"):
+    with pytest.raises(HarnessError, match=r"unknown parameter of task 'beir' 'splt'"):
         BeirTask("scifact", splt="dev")
     with pytest.raises(HarnessError, match=r"needs a dataset name"):
         BeirTask(None)
@@ -258,7 +258,7 @@ def test_hub_failure_is_one_line_when_offline(monkeypatch: pytest.MonkeyPatch, t
 
 
 def test_real_crlf_beir_qrels_match_anserini_trec_qrels(shared_data: Path) -> None:
-    from tasks.trec import read_trec_qrels
+    from harness.trec import read_trec_qrels
 
     folder = shared_data / "beir_queries_qrels_only" / "scifact"
     assert b"\r\n" in (folder / "qrels" / "test.tsv").read_bytes()  # stored with CRLF endings

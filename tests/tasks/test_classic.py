@@ -13,7 +13,7 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.registry import make_task
-from tasks.classic import (
+from harness.tasks.classic import (
     CacmTask,
     CranfieldTask,
     cacm_doc_id,
@@ -85,10 +85,10 @@ def test_missing_collection_says_where_it_looked(tmp_path: Path, monkeypatch: py
     ):
         CranfieldTask(data=str(tmp_path)).load()
     # the default search: $HARNESS_SHARED_DATA, ../shared/data beside the repo, ../shared/data from the cwd
-    import tasks.classic
+    import harness.tasks.classic
 
     monkeypatch.setenv("HARNESS_SHARED_DATA", str(tmp_path / "env"))
-    monkeypatch.setattr(tasks.classic, "_REPO", tmp_path / "a" / "repo")
+    monkeypatch.setattr(harness.tasks.classic, "_REPO", tmp_path / "a" / "repo")
     (tmp_path / "b" / "cwd").mkdir(parents=True)
     monkeypatch.chdir(tmp_path / "b" / "cwd")
     with pytest.raises(HarnessError) as info:
@@ -141,7 +141,7 @@ def test_cranfield_bad_input(tmp_path: Path) -> None:
 def test_classic_tasks_take_no_name_or_parameters() -> None:
     with pytest.raises(HarnessError, match=r"no sub-datasets"):
         CranfieldTask(name="x")
-    with pytest.raises(HarnessError, match=r"takes no parameters; got split"):
+    with pytest.raises(HarnessError, match=r"unknown parameter of task .cacm. .split."):
         CacmTask(split="dev")
 
 

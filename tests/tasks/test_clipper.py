@@ -11,7 +11,7 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.registry import make_task
-from tasks.clipper import ClipperTask, parse_source_chapters
+from harness.tasks.clipper import ClipperTask, parse_source_chapters
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "clipper"
 
@@ -58,7 +58,7 @@ def test_claim_without_twin_is_an_error_or_skipped_when_allowed(tmp_path, caplog
     path.write_text(path.read_text().replace("Anna buys a blue kite.", ""))
     with pytest.raises(HarnessError, match=r"row 1 \(claim tiny_book/multiple/1\): has no false twin"):
         ClipperTask(data=str(root)).load()
-    with caplog.at_level(logging.WARNING, logger="tasks.clipper"):
+    with caplog.at_level(logging.WARNING, logger="harness.tasks.clipper"):
         data = ClipperTask(data=str(root), allow_unpaired=True).load()
     assert data.provenance["n_pairs"] == 1 and data.provenance["n_skipped_unpaired"] == 1
     assert "skipping" in caplog.text
@@ -152,7 +152,7 @@ def test_pairwise_accuracy_with_missing_tag_counted_and_failing_the_pair(caplog)
         "<explanation>Yes.</explanation>\n<answer>true</answer>",
         "The statement is FALSE.",  # no tag: counted, fails pair 8
     ]
-    with caplog.at_level(logging.WARNING, logger="tasks.clipper"):
+    with caplog.at_level(logging.WARNING, logger="harness.tasks.clipper"):
         scores = task.score_generations(instances, outputs)
     assert scores == {
         "7:true": {"claim_accuracy": 1.0, "missing_answer_tag": 0.0, "pair_accuracy": 1.0, "accuracy": 1.0},

@@ -9,7 +9,7 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.registry import make_task
-from tasks.icr_json import IcrJsonTask, read_icr_json
+from harness.tasks.icr_json import IcrJsonTask, read_icr_json
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "icr" / "tiny.json"
 
@@ -51,7 +51,7 @@ def test_needs_a_file() -> None:
         IcrJsonTask()
     with pytest.raises(HarnessError, match=r"is a folder"):
         IcrJsonTask(data=str(FIXTURE.parent)).load()
-    with pytest.raises(HarnessError, match=r"unknown parameter 'qrel'"):
+    with pytest.raises(HarnessError, match=r"unknown parameter of task 'icr-json' 'qrel'; did you mean 'qrels'"):
         IcrJsonTask(data=str(FIXTURE), qrel="x")
 
 

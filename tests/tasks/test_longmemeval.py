@@ -12,8 +12,8 @@ import pytest
 from harness.errors import HarnessError
 from harness.metrics import evaluate
 from harness.registry import make_task
-from tasks.longmemeval import LongMemEvalTask, split_rounds
-from tasks.qa_scoring import longmemeval_judge_prompt
+from harness.tasks.longmemeval import LongMemEvalTask, split_rounds
+from harness.tasks.qa_scoring import longmemeval_judge_prompt
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "longmemeval" / "longmemeval_s_tiny.json"
 
@@ -73,13 +73,13 @@ def test_a_leading_assistant_turn_is_its_own_round():
 
 
 def test_question_without_evidence_is_kept_counted_and_warned(caplog):
-    with caplog.at_level(logging.WARNING, logger="tasks.longmemeval"):
+    with caplog.at_level(logging.WARNING, logger="harness.tasks.longmemeval"):
         data = LongMemEvalTask(data=str(FIXTURE)).load()
     assert data.provenance["n_empty_gold"] == 1
     assert data.provenance["empty_gold_ids"] == ["ku_003_abs"]
     assert data.qrels["ku_003_abs"] == {}
     assert "1 of 3 questions have no evidence round" in caplog.text
-    # The metrics keep it: R_all = 1 (all([])), R_any = 0 (PROTOCOL §4.2).
+    # The metrics keep it: R_all = 1 (all([])), R_any = 0 (docs/PROTOCOL.md §4.2).
     run = {inst.query.id: {d.id: float(-i) for i, d in enumerate(inst.candidates)} for inst in data.instances}
     per_query = evaluate(data.qrels, run, ["R_all@5", "R_any@5"]).per_query
     assert per_query["ku_003_abs"] == {"R_all@5": 1.0, "R_any@5": 0.0}
@@ -199,7 +199,7 @@ def test_judged_accuracy_per_type_and_abstention():
 def test_judge_failure_counts_as_incorrect_and_is_flagged(caplog):
     task = LongMemEvalTask(data=str(FIXTURE), split="detect")
     instances = task.load().instances
-    with caplog.at_level(logging.WARNING, logger="tasks.longmemeval"):
+    with caplog.at_level(logging.WARNING, logger="harness.tasks.longmemeval"):
         scores = task.score_generations(
             instances, ["golden retriever"], judge=_KeywordJudge("golden", fail_on="golden")
         )

@@ -11,7 +11,7 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.registry import make_task
-from tasks.multihop import HotpotQATask, MusiqueTask, TwoWikiTask, extract_answer, join_sentences
+from harness.tasks.multihop import HotpotQATask, MusiqueTask, TwoWikiTask, extract_answer, join_sentences
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "multihop"
 HOTPOT = FIXTURES / "hotpotqa_tiny.json"
@@ -24,7 +24,7 @@ def test_registry_names_map_to_the_three_classes():
 
 
 def test_hotpot_original_layout(caplog):
-    with caplog.at_level(logging.WARNING, logger="tasks.multihop"):
+    with caplog.at_level(logging.WARNING, logger="harness.tasks.multihop"):
         data = HotpotQATask(data=str(HOTPOT)).load()
     first = data.instances[0]
     assert first.query.id == "5a8b57f25542995d1e6f1371"

@@ -10,7 +10,7 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.registry import make_task
-from tasks.niah import NEEDLE, QUESTION, NiahTask, chunk_words, haystack_folder, read_haystack
+from harness.tasks.niah import NEEDLE, QUESTION, NiahTask, chunk_words, haystack_folder, read_haystack
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +149,7 @@ def test_token_lengths_with_a_real_tokenizer(essays: Path) -> None:
         ({"chunk_words": 0}, r"chunk_words must be at least 1"),
         ({"lengths": [1000], "depths": [50, 50.001]}, r"duplicate cells \(L1000_D50\)"),
         ({"lengths": "a,b"}, r"lengths must be a list of numbers"),
-        ({"lenghts": [10]}, r"unknown parameter 'lenghts'"),
+        ({"lenghts": [10]}, r"unknown parameter of task 'niah' 'lenghts'; did you mean 'lengths'"),
     ],
 )
 def test_bad_parameters(essays: Path, params: dict, message: str) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessError
+from harness.tasks.niah import GKAMRADT_SYSTEM, NEEDLE, NEEDLE_ANSWER, QUESTION, NiahTask, first_line
 from harness.types import Document
-from tasks.niah import GKAMRADT_SYSTEM, NEEDLE, NEEDLE_ANSWER, QUESTION, NiahTask, first_line
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,7 @@ def test_real_answers_from_bm25_top3_and_full_context(essays, tmp_path):
     """SmolLM2-135M answers the needle from BM25's top-3 chunks; all heads masked, it cannot."""
     from harness.downstream import generate_and_score
     from harness.generation import make_generator
-    from retrievers.bm25 import BM25Retriever
+    from harness.retrievers.bm25 import BM25Retriever
 
     task = NiahTask(data=str(essays), lengths=[500], depths=[50])
     instances = task.load().instances

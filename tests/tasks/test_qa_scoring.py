@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-import tasks.qa_scoring as qa
-from tasks.qa_scoring import (
+import harness.tasks.qa_scoring as qa
+from harness.tasks.qa_scoring import (
     answer_contained,
     exact_match,
     f1_score,

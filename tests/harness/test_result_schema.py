@@ -1,0 +1,62 @@
+"""The Result class is the schema: every checked-in result file reads and writes back unchanged."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.errors import HarnessError
+from harness.results import SCHEMA_VERSION, Result
+
+RESULTS = Path(__file__).resolve().parents[2] / "results"
+SKIP = {"bench", "heads", "site"}
+FILES = sorted(p for p in RESULTS.rglob("*.json") if p.relative_to(RESULTS).parts[0] not in SKIP)
+
+
+def test_there_are_result_files() -> None:
+    assert len(FILES) > 100
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(RESULTS)))
+def test_every_result_file_round_trips(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    result = Result.from_json(path)
+    assert json.loads(result.to_json()) == json.loads(text)
+    assert list(json.loads(result.to_json())) == list(json.loads(text))  # key order kept (reported files)
+    assert Result.from_dict(json.loads(result.to_json()), path) == result
+    result.validate(path)
+
+
+def test_version_1_files_take_the_main_metric_of_their_task() -> None:
+    old = Result.from_dict({"schema_version": 1, "kind": "reported", "source": "x", "task": {"id": "niah"},
+                            "retriever": {"name": "bm25", "params": {}}, "metrics": {"R@1": 0.5, "MAP": 0.1}})
+    assert old.main_metric is None and old.declared_main_metric == "R@1" and old.ranked_by == "R@1"
+    assert json.loads(old.to_json())["schema_version"] == 1  # reading never rewrites the version
+
+
+def test_a_plugin_family_falls_back_to_the_base_main_metric() -> None:
+    r = Result.from_dict({"schema_version": SCHEMA_VERSION, "kind": "reported", "source": "x",
+                          "task": {"id": "not-a-family/x"}, "retriever": {"name": "bm25"}, "metrics": {"R@5": 1.0}})
+    assert r.declared_main_metric == "nDCG@10" and r.ranked_by == "R@5"
+
+
+@pytest.mark.parametrize(
+    ("obj", "message"),
+    [
+        ([], "expected a JSON object"),
+        ({"kind": "measured"}, "missing field 'schema_version'"),
+        ({"schema_version": "1", "kind": "reported"}, "must be an integer"),
+        ({"schema_version": True, "kind": "reported"}, "must be an integer"),
+        ({"schema_version": 99, "kind": "reported"}, "newer than this harness"),
+        ({"schema_version": SCHEMA_VERSION, "kind": "guessed"}, "field 'kind' must be"),
+        ({"schema_version": SCHEMA_VERSION, "kind": "reported", "source": "x", "task": "beir/nq",
+          "retriever": {"name": "bm25"}, "metrics": {}}, "field 'task' must be an object"),
+        ({"schema_version": SCHEMA_VERSION, "kind": "reported", "source": "x", "task": {},
+          "retriever": {"name": "bm25"}, "metrics": {}}, "missing field task.'id'"),
+    ],
+)
+def test_malformed_results_are_one_line_errors(obj: object, message: str) -> None:
+    with pytest.raises(HarnessError, match=message):
+        Result.from_dict(obj, "f.json")
