@@ -165,8 +165,13 @@ class Result(Record):
     environment: dict[str, Any] | None = None
     timing: dict[str, Any] | None = None
     date: str | None = None
+    #: The files beside the result: ranking, qrels, first-stage candidates (:mod:`harness.runfiles`).
+    runs: dict[str, Any] | None = None
     shard: ShardInfo | None = None
+    #: Shard files only: the shard's ranking, judgements and candidate lists, inline until merged.
     run: dict[str, dict[str, float]] | None = None
+    qrels: dict[str, dict[str, int]] | None = None
+    first_stage_run: dict[str, dict[str, float]] | None = None
     source: str | None = None
     citation: str | None = None
     table: dict[str, Any] | None = None
@@ -232,6 +237,20 @@ class Result(Record):
         """Write atomically (a temporary file and a rename)."""
         atomic_write_text(path, self.to_json())
 
+    def write_with_runs(self, path: str | Path, run: dict[str, dict[str, float]], qrels: dict[str, dict[str, int]],
+                        *, tag: str, top_k: int = 100, first_stage: dict[str, dict[str, float]] | None = None) -> None:
+        """Write the run files beside ``path``, record them in ``runs``, then write the result."""
+        from harness.runfiles import write_run_files
+
+        path = Path(path)
+        depth = self.first_stage.depth if self.first_stage else None
+        self.runs = write_run_files(path, run, qrels, tag=tag, top_k=top_k,
+                                    ignore_identical_ids=bool(self.task.ignore_identical_ids),
+                                    first_stage=first_stage, first_stage_depth=depth)
+        if "runs" not in self.order:
+            self.order = (*self.order, "runs")
+        self.write(path)
+
     # -- derived views ---------------------------------------------------------------------------
     @property
     def family(self) -> str:
@@ -271,7 +290,22 @@ class Result(Record):
             if not str(self.source or "").strip():
                 raise HarnessError(f"{path}: reported result has an empty 'source'")
             return []
-        return _validate_measured(self, Path(path), tolerance)
+        warnings = _validate_measured(self, Path(path), tolerance)
+        return warnings + self._check_runs(Path(path))
+
+    def _check_runs(self, path: Path) -> list[str]:
+        """Recompute the ranking metrics from the run files (schema 2); older files predate them."""
+        if self.shard is not None or self.run is not None:
+            return []  # a shard, or a merge not yet written: the ranking is still inline
+        if self.runs is None:
+            if self.schema_version >= 2:
+                raise HarnessError(f"{path}: a measured result must record its run files (field 'runs')")
+            return ["schema version 1: no run file, so the metrics were not recomputed from a ranking"]
+        if not path.is_file():
+            return ["not read from a file: its run files were not checked"]
+        from harness.runfiles import check_against_runs
+
+        return check_against_runs(self, path)
 
 
 def _validate_measured(result: Result, path: Path, tolerance: float) -> list[str]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -79,6 +80,12 @@ class RunConfig:
     #: Write the result even when generations or judgements failed (counted as wrong answers, the
     #: counts recorded); without it such a run is an error.
     allow_failures: bool = False
+    #: Rows per query kept in the run file written beside the result (see :mod:`harness.runfiles`).
+    run_depth: int = 100
+    #: Write a result from a checkout with uncommitted changes (recorded); also HARNESS_ALLOW_DIRTY=1.
+    allow_dirty: bool = False
+    #: The command line that made the run, recorded in the result (the CLI fills it in).
+    command: str | None = None
     output: str | None = None
     save_run: str | None = None
     show_progress: bool = True
@@ -193,6 +200,8 @@ class Prepared:
     search_depth: int | None
     words: int | None
     seconds: dict[str, float] = field(default_factory=dict)
+    #: Re-rankers: the first stage's ranking of every selected query (the candidate lists).
+    first_stage_run: Run | None = None
 
     @property
     def query_ids(self) -> list[str]:
@@ -224,7 +233,7 @@ def _check_depth(depth: int, data: TaskData) -> None:
         raise HarnessError(f"--depth {depth} is larger than the corpus ({len(data.corpus)} documents)")
 
 
-def _first_stage(config: RunConfig, prepared: Prepared) -> tuple[list[Instance], dict[str, Any]]:
+def _first_stage(config: RunConfig, prepared: Prepared) -> tuple[list[Instance], dict[str, Any], Run]:
     """Re-ranking a corpus task: the cached first-stage top-``depth`` of every selected query."""
     from harness.first_stage import cached_search
     from harness.metrics import evaluate as evaluate_run
@@ -244,7 +253,7 @@ def _first_stage(config: RunConfig, prepared: Prepared) -> tuple[list[Instance],
                           ignore_identical_ids=data.ignore_identical_ids)
     info = {"name": name, "params": fs.meta.get("params", {}), "depth": depth,
             "recall": recall.aggregate, "run_sha256": sha256_json(fs_run)}
-    return build_instances(prepared.evaluated, data, fs_run, depth, prepared.words), info
+    return build_instances(prepared.evaluated, data, fs_run, depth, prepared.words), info, fs_run
 
 
 def prepare(config: RunConfig, reranker: bool = True, task: Task | None = None) -> Prepared:
@@ -271,7 +280,7 @@ def prepare(config: RunConfig, reranker: bool = True, task: Task | None = None) 
     t0 = time.time()
     if data.corpus is not None and (config.first_stage is not None or reranker):
         prepared.words = _task_default(config.truncate_words, task, "default_truncate_words")
-        prepared.instances, prepared.first_stage = _first_stage(config, prepared)
+        prepared.instances, prepared.first_stage, prepared.first_stage_run = _first_stage(config, prepared)
     elif data.corpus is not None:
         prepared.search_depth = config.depth or min(1000, len(data.corpus))
         _check_depth(prepared.search_depth, data)
@@ -311,6 +320,8 @@ def score(config: RunConfig, prepared: Prepared, retriever: Retriever) -> Scored
     """Score the instances with resume (re-rankers, instance tasks) or search the whole corpus."""
     from harness.first_stage import cached_search
 
+    if prepared.data.corpus is not None and prepared.search_depth is None:
+        retriever.index_corpus(prepared.data.corpus)  # corpus statistics for re-ranking (BM25's IDF)
     config_hash = retrieval_hash(prepared, retriever)
     t0 = time.time()
     stats: dict[str, dict[str, float]] = {}
@@ -411,7 +422,8 @@ def assemble(config: RunConfig, prepared: Prepared, retriever: Retriever, scored
         truncate_words=prepared.words, generation=evaluated.generation, main_metric=task.main_metric,
         metrics=mean_metrics(evaluated.per_query), per_query=evaluated.per_query,
         run_sha256=sha256_json(scored.run), config_hash=evaluated.config_hash,
-        environment=provenance.environment(),
+        environment={**provenance.environment(), "command": config.command,
+                     **({"allow_dirty": True} if _dirty_checkout() else {})},
         timing={**{k: round(v, 3) for k, v in seconds.items()}, "total_seconds": round(time.time() - started, 3)},
         date=provenance.now_iso(),
         order=("schema_version", "kind", "task", "retriever", "first_stage", "truncate_words", "generation",
@@ -419,12 +431,12 @@ def assemble(config: RunConfig, prepared: Prepared, retriever: Retriever, scored
     )
 
 
-def _check_config(config: RunConfig) -> None:
+def _check_config(config: RunConfig, write: bool = True) -> None:
     """Refuse a configuration that cannot work before any loading or scoring."""
     for path in (config.output, config.save_run):
         if path:
             check_writable(path)
-    if not config.output:
+    if write and not config.output:
         check_writable(Path(config.results_root) / ".write-check")
     if config.depth is not None and config.depth <= 0:
         raise HarnessError(f"--depth must be a positive number of candidates, got {config.depth}")
@@ -432,6 +444,19 @@ def _check_config(config: RunConfig) -> None:
         raise HarnessError(f"--top-k must be positive, got {config.top_k}")
     if config.generate and not config.generator:
         raise HarnessError("--generate needs --generator BACKEND:MODEL (e.g. hf:smollm2-135m)")
+    if config.run_depth < 1:
+        raise HarnessError(f"--run-depth must be at least 1, got {config.run_depth}")
+    if _dirty_checkout() and not _dirty_allowed(config):
+        raise HarnessError("the harness checkout has uncommitted changes: a result must come from committed code. "
+                           "Commit first, or pass --allow-dirty (recorded in the result)")
+
+
+def _dirty_checkout() -> bool:
+    return str(provenance.git_commit() or "").endswith("+dirty")
+
+
+def _dirty_allowed(config: RunConfig) -> bool:
+    return config.allow_dirty or os.environ.get("HARNESS_ALLOW_DIRTY", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _generators(config: RunConfig, task: Task) -> tuple[Any, Any]:
@@ -450,15 +475,22 @@ def _write(config: RunConfig, prepared: Prepared, result: Result, run: Run, retr
     # Shards share the default name of the whole run (shard_path adds the suffix).
     whole = replace(result, task=replace(result.task, query_ids=prepared.all_query_ids))
     out = Path(config.output) if config.output else default_output_path(whole, config.results_root)
+    first_stage = None
+    if prepared.first_stage_run is not None:
+        first_stage = {q: prepared.first_stage_run.get(q, {}) for q in prepared.query_ids}
     if config.shard:
         from harness.results import ShardInfo
         from harness.shards import shard_path
 
         result.shard = ShardInfo(index=config.shard[0], count=config.shard[1], all_query_ids=prepared.all_query_ids)
-        result.run = run
+        result.run, result.qrels, result.first_stage_run = run, prepared.qrels(), first_stage
         out = shard_path(out, *config.shard)
-    check_writable(out)
-    result.write(out)
+        check_writable(out)
+        result.write(out)
+    else:
+        check_writable(out)
+        result.write_with_runs(out, run, prepared.qrels(), tag=retriever.name, top_k=config.run_depth,
+                               first_stage=first_stage)
     if config.save_run and not config.shard:
         from harness.trec import write_trec_run
 
@@ -467,12 +499,13 @@ def _write(config: RunConfig, prepared: Prepared, result: Result, run: Run, retr
     return out
 
 
-def execute(config: RunConfig) -> tuple[Result, Path]:
-    """Run ``config`` through the four steps; return the result and the path it was written to."""
+def execute(config: RunConfig, *, write: bool = True) -> tuple[Result, Path | None]:
+    """Run ``config`` through the four steps; return the result and the path it was written to
+    (with ``write=False``, as ``harness.evaluate`` by default, nothing is written and the path is None)."""
     started = time.time()
     if not config.show_progress or progress_disabled_by_env():
         silence_library_progress()
-    _check_config(config)
+    _check_config(config, write)
     retriever = build_retriever(config.retriever, config.model, config.retriever_params)
     task = make_task(config.task, data=config.data, **config.task_params)
     generator, judge = _generators(config, task)
@@ -480,4 +513,4 @@ def execute(config: RunConfig) -> tuple[Result, Path]:
     scored = score(config, prepared, retriever)
     evaluated = evaluate(config, prepared, scored, generator, judge)
     result = assemble(config, prepared, retriever, scored, evaluated, started)
-    return result, _write(config, prepared, result, scored.run, retriever)
+    return result, (_write(config, prepared, result, scored.run, retriever) if write else None)

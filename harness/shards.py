@@ -92,17 +92,32 @@ def merge(paths: Sequence[str | Path]) -> Result:
     by_index = [result for _, result in sorted(shards, key=lambda s: s[1].shard.index)]  # type: ignore[union-attr]
     per_query: dict[str, dict[str, float]] = {}
     run: dict[str, dict[str, float]] = {}
+    qrels: dict[str, dict[str, int]] = {}
+    first_stage: dict[str, dict[str, float]] | None = None
     for result in by_index:
         per_query.update(result.per_query or {})
         run.update(result.run or {})
+        qrels.update(result.qrels or {})
+        if result.first_stage_run is not None:
+            first_stage = {**(first_stage or {}), **result.first_stage_run}
     per_query = {q: per_query[q] for q in all_ids}
+    inline = ("shard", "run", "qrels", "first_stage_run")
     return replace(
-        by_index[0], shard=None, run=None, per_query=per_query, metrics=mean_metrics(per_query),
+        by_index[0], shard=None, per_query=per_query, metrics=mean_metrics(per_query),
+        run={q: run[q] for q in all_ids}, qrels={q: qrels.get(q, {}) for q in all_ids},
+        first_stage_run=first_stage and {q: first_stage.get(q, {}) for q in all_ids},
         task=replace(by_index[0].task, query_ids=all_ids, n_queries=len(all_ids)),
         run_sha256=sha256_json({q: run[q] for q in all_ids}),
         timing={**(by_index[0].timing or {}), "shards": [r.timing for r in by_index]},
-        order=tuple(k for k in by_index[0].order if k not in ("shard", "run")),
+        order=tuple(k for k in by_index[0].order if k not in inline),
     )
+
+
+def write_merged(result: Result, out: Path, top_k: int = 100) -> None:
+    """Write a merged result with its run files; the inline shard fields move into the files."""
+    run, qrels, first_stage = result.run or {}, result.qrels or {}, result.first_stage_run
+    result.run = result.qrels = result.first_stage_run = None
+    result.write_with_runs(out, run, qrels, tag=result.retriever.name, top_k=top_k, first_stage=first_stage)
 
 
 def merged_path(shard_file: Path) -> Path:
@@ -124,7 +139,7 @@ def distributed_merge(shard_file: Path, index: int, count: int) -> Path | None:
             return None
         paths = [shard_path(merged_path(shard_file), i, count) for i in range(count)]
         out = merged_path(shard_file)
-        merge(paths).write(out)
+        write_merged(merge(paths), out)
         return out
     finally:
         if initialised_here:

@@ -36,7 +36,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.io import atomic_write_text, parse_grade, read_text
+from harness.io import atomic_write_text, decode_utf8, parse_grade, read_text
 from harness.types import Qrels, Run
 
 __all__ = [
@@ -56,8 +56,8 @@ def read_text_any(path: str | os.PathLike[str]) -> str:
     if path.suffix != ".gz":
         return read_text(path)
     try:
-        with gzip.open(path, "rt", encoding="utf-8", errors="replace", newline="") as handle:
-            data = handle.read()
+        with gzip.open(path, "rb") as handle:
+            data = decode_utf8(handle.read(), path)
     except FileNotFoundError:
         raise HarnessError(f"{path}: file not found") from None
     except (OSError, EOFError) as exc:

@@ -212,6 +212,14 @@ class Retriever(ABC):
         The default accepts everything.
         """
 
+    def index_corpus(self, corpus: Mapping[str, Document]) -> None:
+        """Called once before :meth:`score` when re-ranking candidates of a corpus task.
+
+        A scorer with corpus statistics (BM25's IDF and average document length) computes them
+        here over the whole corpus, so that re-ranking a first stage's top-k uses the same
+        statistics as a search would. The default ignores the corpus.
+        """
+
     def search(self, corpus: Mapping[str, Document], queries: Sequence[Query], k: int) -> Run:
         """Return the top ``k`` documents of ``corpus`` for each query."""
         raise NotImplementedError(f"retriever {self.name!r} cannot search a whole corpus")

@@ -191,6 +191,8 @@ class BM25Retriever(Retriever):
                 "stopwords": self.stopwords,
             },
             "document_text": "title + ' ' + text",
+            # How candidates are scored when re-ranking: with the corpus's statistics or the list's own.
+            **({"statistics": "corpus"} if getattr(self, "_corpus_index", None) is not None else {}),
         }
 
     # ------------------------------------------------------------------ tokens and indexes
@@ -240,11 +242,23 @@ class BM25Retriever(Retriever):
             log.warning("bm25: %d of %d queries matched no document (they score 0)", empty, len(queries))
         return run
 
+    def index_corpus(self, corpus: Mapping[str, Document]) -> None:
+        """Index the whole corpus: candidates are then scored with corpus statistics, so BM25 over
+        its own top-k reproduces its ranking exactly."""
+        self._corpus_index = self.build_index(list(corpus.values()))
+        self._positions = {doc_id: i for i, doc_id in enumerate(self._corpus_index.doc_ids)}
+
     def score(self, instances: Sequence[Instance]) -> Iterator[dict[str, float]]:
-        """BM25 of each instance's candidates, with an index over that candidate list."""
+        """BM25 of each instance's candidates: with corpus statistics after :meth:`index_corpus`
+        (the candidates' full indexed text), else with an index over the candidate list itself."""
+        corpus_index = getattr(self, "_corpus_index", None)
         for instance in instances:
             if not instance.candidates:
                 yield {}
+                continue
+            if corpus_index is not None and all(d.id in self._positions for d in instance.candidates):
+                scores = corpus_index.scores(self.tokenize([instance.query.text], progress=False)[0])
+                yield {d.id: float(scores[self._positions[d.id]]) for d in instance.candidates}
                 continue
             index = self.build_index(instance.candidates, progress=False)
             scores = index.scores(self.tokenize([instance.query.text], progress=False)[0])

@@ -38,3 +38,5 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     monkeypatch.setenv("DISABLE_TQDM", "1")
+    # A developer's checkout is usually dirty; the refusal itself is tested in test_hardening.
+    monkeypatch.setenv("HARNESS_ALLOW_DIRTY", "1")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from harness.shards import merge, merged_path
+from harness.shards import merge, merged_path, write_merged
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,6 +19,6 @@ def main(args: argparse.Namespace) -> int:
 
     result = merge(args.shards)
     out = Path(args.output) if args.output else merged_path(Path(args.shards[0]))
-    result.write(out)
+    write_merged(result, out)
     print(f"merged {len(args.shards)} shards ({result.task.n_queries} queries) into {out}")
     return 0

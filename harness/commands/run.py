@@ -39,6 +39,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--top-k", type=int, default=5, help="documents given to the generator (default 5)")
     g.add_argument("--full-context", action="store_true", help="give the generator every candidate instead of the top-k")
     g.add_argument("--max-tokens", type=int, help="generation length limit")
+    p.add_argument("--run-depth", type=int, default=100,
+                   help="rows per query kept in the gzipped TREC run written beside the result (default 100)")
+    p.add_argument("--allow-dirty", action="store_true",
+                   help="write a result from a checkout with uncommitted changes (recorded in the result)")
     g.add_argument("--allow-failures", action="store_true",
                    help="write the result even if some generations or judgements failed (counted as wrong, recorded)")
     p.set_defaults(func=main)
@@ -56,7 +60,9 @@ def main(args: argparse.Namespace) -> int:
         truncate_words=args.truncate_words, generate=args.generate, generator=args.generator, judge=args.judge,
         generator_options=parse_assignments(args.generator_set, "--generator-set"),
         judge_options=parse_assignments(args.judge_set, "--judge-set"), top_k=args.top_k, full_context=args.full_context, max_tokens=args.max_tokens,
-        allow_failures=args.allow_failures, output=args.output,
+        allow_failures=args.allow_failures, run_depth=args.run_depth, allow_dirty=args.allow_dirty,
+        command=getattr(args, "command_line", None),
+        output=args.output,
         save_run=args.save_run, show_progress=not args.no_progress, results_root=args.results_root,
         shard=parse_shard(args.shard),
     )

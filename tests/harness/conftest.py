@@ -52,6 +52,16 @@ def beir_dir(tmp_path: Path) -> Path:
     return write_beir(tmp_path / "toy")
 
 
+#: Fields that differ between two runs of the same configuration.
+VOLATILE = {"timing", "date", "environment"}
+
+
+def comparable(result: dict) -> dict:
+    """A result without its volatile fields, its run files compared by content (sha256), not by name."""
+    runs = {kind: {k: v for k, v in entry.items() if k != "file"} for kind, entry in (result.get("runs") or {}).items()}
+    return {**{k: v for k, v in result.items() if k not in VOLATILE}, "runs": runs}
+
+
 @dataclass
 class CliResult:
     code: int

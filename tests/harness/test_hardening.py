@@ -262,9 +262,8 @@ def test_two_files_of_one_cell_with_the_same_date_are_an_error(beir_dir: Path, t
     from harness import leaderboard
 
     root = tmp_path / "results"
-    obj = _measured(beir_dir, tmp_path)
-    for name in ("a.json", "b.json"):
-        Result.from_dict(obj).write(root / "toy" / name)
+    obj = _measured(beir_dir, root)  # root/m.json and its run files
+    Result.from_dict(obj).write(root / "copy.json")  # the same cell, the same date, the same run files
     with pytest.raises(HarnessError, match="same cell with the same date"):
         leaderboard.collect(root)
 
@@ -297,3 +296,17 @@ def test_remote_code_is_never_trusted_silently() -> None:
 
     with pytest.raises(HarnessError, match="trust_remote_code=true"):
         DenseRetriever(model="dunzhang/stella_en_400M_v5")
+
+
+def test_a_result_from_uncommitted_code_needs_allow_dirty(cli, beir_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    from harness import provenance
+
+    monkeypatch.delenv("HARNESS_ALLOW_DIRTY")
+    monkeypatch.setattr(provenance, "git_commit", lambda: "0123abc+dirty")
+    _one_line_error(cli("run", "--task", str(beir_dir), "--retriever", "bm25", "--output", str(tmp_path / "a.json")),
+                    "uncommitted changes", "--allow-dirty")
+    res = cli("run", "--task", str(beir_dir), "--retriever", "bm25", "--allow-dirty", "--output", str(tmp_path / "b.json"))
+    assert res.code == 0, res.err
+    env = Result.from_json(tmp_path / "b.json").environment
+    assert env["allow_dirty"] is True
+    assert env["command"].startswith("harness --no-progress run --task ") and "--allow-dirty" in env["command"]

@@ -93,10 +93,7 @@ def test_newer_file_for_the_same_cell_wins(results_dir: Path, tmp_path: Path) ->
     shutil.copytree(results_dir, root)
     path, result = _one(root, "bm25")
     newer = copy.deepcopy(result)
-    newer["date"] = "2999-01-01T00:00:00+00:00"
-    first_q = min(newer["per_query"])
-    newer["per_query"][first_q]["nDCG@10"] = 0.0
-    newer["metrics"] = mean_metrics(newer["per_query"])
+    newer["date"] = "2999-01-01T00:00:00+00:00"  # a rerun: same numbers, same run files, a later date
     copy_path = path.with_name("bm25-rerun.json")
     copy_path.write_text(json.dumps(newer))
     markdown, _, _ = build(root)

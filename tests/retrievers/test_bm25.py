@@ -141,3 +141,20 @@ def test_meta_records_parameters() -> None:
     assert meta["name"] == "bm25" and meta["kind"] == "sparse"
     assert meta["params"] == {"k1": 1.2, "b": 0.4, "method": "lucene", "stemmer": "english", "stopwords": "en"}
     assert meta["revision"].startswith("bm25s==")
+
+
+def test_bm25_re_ranking_its_own_top_k_reproduces_the_first_stage(tmp_path) -> None:
+    """Re-ranking uses corpus statistics: BM25 over the BM25 top-20 is the first-stage ranking itself,
+    not a strawman scored with the 20 candidates' own IDF and length."""
+    from harness.results import Result
+    from harness.runner import RunConfig, execute
+    from tests.harness.conftest import write_beir
+
+    data = write_beir(tmp_path / "toy", n_docs_per_topic=12, n_queries_per_topic=4)
+    first, _ = execute(RunConfig(task=str(data), retriever="bm25", output=str(tmp_path / "a.json"), show_progress=False))
+    again, _ = execute(RunConfig(task=str(data), retriever="bm25", first_stage="bm25", depth=20, truncate_words=5,
+                                 output=str(tmp_path / "b.json"), show_progress=False))
+    assert again.retriever.extra["statistics"] == "corpus"
+    for qid, values in (first.per_query or {}).items():
+        assert again.per_query[qid]["nDCG@10"] == pytest.approx(values["nDCG@10"], abs=1e-12), qid
+    assert Result.from_json(tmp_path / "b.json").validate(tmp_path / "b.json") is not None
