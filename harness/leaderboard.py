@@ -1,8 +1,11 @@
 """Leaderboard tables: a pure function of the result files under ``results/``.
 
-``build(root)`` reads every result JSON (measured and reported) and returns the markdown, the
-CSV text and the data for the plot; ``write(root)`` writes ``LEADERBOARD.md``,
-``leaderboard.csv`` and ``leaderboard.png`` beside them. Regenerating from the same files
+``tidy(root)`` reads every result JSON (measured and reported) into one pandas DataFrame, one
+row per (result file, metric) cell (columns: :data:`COLUMNS`); it is the single source of every
+view. ``build(root)`` renders the markdown (``DataFrame.to_markdown``), the CSV text and the
+data for the plot from it; ``write(root, output)`` writes ``LEADERBOARD.md``,
+``leaderboard.csv``, ``leaderboard.png`` and the static page ``site/index.html``
+(:mod:`harness.site`) into ``output`` (default: ``root``). Regenerating from the same files
 gives the same bytes.
 
 Rules:
@@ -23,19 +26,23 @@ import csv
 import io
 import json
 import logging
-from collections import defaultdict
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+import tabulate
+
 from harness.errors import HarnessError
-from harness.io import atomic_write_text
+from harness.io import atomic_write_bytes, atomic_write_text
 from harness.results import Result
 from harness.stats import holm, paired_randomization_test
 
 log = logging.getLogger(__name__)
 
-SKIP_DIRS = {"bench", "heads"}
+#: Folders under the results root that hold no leaderboard rows (``site/``: the generated page).
+SKIP_DIRS = {"bench", "heads", "site"}
 ALPHA = 0.05
 
 
@@ -48,6 +55,17 @@ class Row:
     @property
     def task(self) -> str:
         return self.result.task.id
+
+    @property
+    def variant(self) -> str:
+        """How the documents and queries of this row differ from the task's full data, in words
+        (empty for the full data): rows of different variants are never compared."""
+        return variant_of(self.result)
+
+    @property
+    def section(self) -> str:
+        """The table the row belongs to: ``clipper [2 books, 20 of 50 pairs, ≤300 words/doc]``."""
+        return f"{self.task} [{self.variant}]" if self.variant else self.task
 
     @property
     def family(self) -> str:
@@ -64,7 +82,7 @@ class Row:
         details = [r.model] if r.model else []
         if r.heads_name:
             details.append(f"heads {r.heads_name}")
-        if self.result.truncate_words:
+        if self.result.truncate_words and self.result.first_stage:  # a re-ranker's own cut
             details.append(f"≤{self.result.truncate_words} words/doc")
         if details:
             label += f" ({', '.join(details)})"
@@ -130,19 +148,163 @@ def collect(root: str | Path) -> tuple[list[Row], list[str]]:
         newer.superseded = old.superseded + row.superseded + [older.path]
         rows[row.cell] = newer
         notes.append(f"`{newer.path}` supersedes `{older.path}` (same cell, newer date)")
-    return sorted(rows.values(), key=lambda r: (r.task, r.kind, r.label, str(r.path))), sorted(set(notes))
+    return sorted(rows.values(), key=lambda r: (r.section, r.kind, r.label, str(r.path))), sorted(set(notes))
 
 
-def _fmt(value: float | None) -> str:
+def variant_of(result: Result) -> str:
+    """The variant of a result's task: the data note of its task class (a sample of books, local
+    data), the query sample, the document cut when every retriever saw cut documents (no first
+    stage), and shuffled candidates. Reported rows are the full task."""
+    if result.kind != "measured":
+        return ""
+    from harness.registry import task_variant_note
+
+    task = result.task
+    notes = [task_variant_note(task.id, task.to_dict())]
+    if task.excluded_queries_from:
+        notes.append(f"without {Path(task.excluded_queries_from).stem}")
+    if task.n_available and task.n_queries and task.n_queries < task.n_available:
+        notes.append(f"{task.n_queries} of {task.n_available} queries, seed {task.seed}")
+    if result.truncate_words and not result.first_stage:
+        notes.append(f"≤{result.truncate_words} words/doc")
+    if task.extra.get("shuffle_candidates") is not None:
+        notes.append(f"candidates shuffled, seed {task.extra['shuffle_candidates']}")
+    return ", ".join(n for n in notes if n)
+
+
+#: The tidy table: one row per (result file, metric). ``task`` is the row's table (the task id and,
+#: for a sample or a cut, its variant: :attr:`Row.section`), ``task_id`` the task id and ``variant``
+#: the variant in words (empty for the full data). ``label`` is the row's display name,
+#: ``retriever`` its name; ``first_stage``/``first_stage_depth`` what a re-ranker re-ranked and
+#: ``ceiling`` that first stage's recall at the depth; ``generator`` the generation backend spec;
+#: ``shown`` whether the metric is a table column (headline, not a breakdown or diagnostic);
+#: ``main_metric`` whether it is the task's main metric (the measured table's sort key and the
+#: significance test's metric); ``ranked_by`` whether it is the metric this file is ranked by in
+#: the family summaries (:attr:`Result.ranked_by`); ``significance`` ``▲``/``▼``/``(baseline)``
+#: or empty; ``file`` the path relative to the results root. Rows come in :func:`collect` order,
+#: metrics by name within a file.
+COLUMNS = (
+    "family", "task", "task_id", "variant", "kind", "label", "retriever", "model", "heads", "first_stage", "first_stage_depth",
+    "ceiling", "truncate_words", "n_queries", "generator", "metric", "value", "shown", "main_metric",
+    "ranked_by", "significance", "file", "source", "date",
+)
+#: The columns that describe a file (the same on each of its metric rows).
+FILE_COLUMNS = tuple(c for c in COLUMNS if c not in ("metric", "value", "shown", "main_metric", "ranked_by"))
+DTYPES = {"first_stage_depth": "Int64", "truncate_words": "Int64", "n_queries": "Int64", "ceiling": "float64",
+          "value": "float64", "shown": "bool", "main_metric": "bool", "ranked_by": "bool"}
+
+
+def tidy(root: str | Path) -> pd.DataFrame:
+    """The leaderboard as one tidy table (:data:`COLUMNS`) of the result files under ``root``."""
+    return table_of(collect(root)[0])
+
+
+def table_of(rows: list[Row]) -> pd.DataFrame:
+    """The tidy table of collected rows: main metrics and significance marks resolved per task."""
+    mains, marks = _mains_and_marks(rows)
+    records: list[dict[str, Any]] = []
+    for row in rows:
+        columns = _file_columns(row, marks.get(row.path, ""))
+        ranked_by = row.result.ranked_by
+        for metric, value in sorted(row.result.metrics.items()):
+            records.append({**columns, "metric": metric, "value": float(value), "shown": _shown(metric),
+                            "main_metric": metric == mains[row.section], "ranked_by": metric == ranked_by})
+    return pd.DataFrame.from_records(records, columns=list(COLUMNS)).astype(DTYPES)
+
+
+def _mains_and_marks(rows: list[Row]) -> tuple[dict[str, str], dict[Path, str]]:
+    """Each task's main metric (the first row's declared one if shown, else the first shown
+    metric) and the significance mark of each measured row."""
+    by_task: dict[str, list[Row]] = {}
+    for row in rows:
+        by_task.setdefault(row.section, []).append(row)
+    mains: dict[str, str] = {}
+    marks: dict[Path, str] = {}
+    for task, task_rows in by_task.items():
+        names = sorted({m for r in task_rows for m in r.result.metrics if _shown(m)})
+        declared = task_rows[0].result.declared_main_metric
+        mains[task] = declared if declared in names else next(iter(names), "")
+        measured = [r for r in task_rows if r.kind == "measured"]
+        if measured:
+            marks.update(_significance(measured, mains[task]))
+    return mains, marks
+
+
+def _file_columns(row: Row, mark: str) -> dict[str, Any]:
+    result, fs = row.result, row.result.first_stage
+    recall = list((fs.recall or {}).values()) if fs else []
+    return {
+        "family": row.family, "task": row.section, "task_id": row.task, "variant": row.variant,
+        "kind": row.kind, "label": row.label,
+        "retriever": result.retriever.name, "model": result.retriever.model, "heads": result.retriever.heads_name,
+        "first_stage": fs.name if fs else None, "first_stage_depth": fs.depth if fs else None,
+        "ceiling": recall[0] if recall else None, "truncate_words": result.truncate_words,
+        "n_queries": result.task.n_queries,
+        "generator": ((result.generation or {}).get("generator") or {}).get("spec"),
+        "significance": mark, "file": row.path.as_posix(), "source": result.source, "date": result.date,
+    }
+
+
+def per_query_main(rows: list[Row], table: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Per measured file, its per-query values of the task's main metric (the site's drill-down)."""
+    main = table[table["main_metric"]].drop_duplicates("task")
+    mains = dict(zip(main["task"], main["metric"]))
+    out: dict[str, dict[str, float]] = {}
+    for row in rows:
+        metric = mains.get(row.section)
+        if row.kind == "measured" and metric:
+            per_query = row.result.per_query or {}
+            out[row.path.as_posix()] = {q: v[metric] for q, v in sorted(per_query.items()) if metric in v}
+    return out
+
+
+def by_file(part: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A slice of the tidy table, wide: one row per file (in table order, indexed by file) with
+    its :data:`FILE_COLUMNS`, and its values (file × metric, NaN where a file lacks a metric)."""
+    files = part.drop_duplicates("file").set_index("file", drop=False)[list(FILE_COLUMNS)]
+    values = part.pivot(index="file", columns="metric", values="value").reindex(files.index)
+    return files, values
+
+
+def measured_order(files: pd.DataFrame, values: pd.DataFrame, main: str) -> list[Any]:
+    """Measured files grouped by base model (model-free retrievers first), best first within a group."""
+    def key(f: Any) -> tuple[str, float]:
+        value = num(values.at[f.file, main]) if main in values.columns else None
+        return text(f.model), (-value if value is not None else math.inf)
+
+    return sorted(files.itertuples(index=False), key=key)
+
+
+def num(value: Any) -> float | None:
+    """A table value as a float, or None when missing (None, NaN, NA)."""
+    return None if value is None or pd.isna(value) else float(value)
+
+
+def text(value: Any) -> str:
+    """A table value as text, empty when missing."""
+    return "" if value is None or pd.isna(value) else str(value)
+
+
+def fmt(value: Any) -> str:
+    """A score ×100 with one decimal, ``–`` when missing."""
+    value = num(value)
     return "–" if value is None else f"{100 * value:.1f}"
 
 
+def ceiling_label(f: Any) -> str:
+    """``bm25@20 (R 46.1)``: a re-ranker's first stage, depth and recall there; ``–`` for none."""
+    if not text(f.first_stage):
+        return "–"
+    label = f"{f.first_stage}@{f.first_stage_depth}"
+    return label if num(f.ceiling) is None else f"{label} (R {fmt(f.ceiling)})"
+
+
 def _significance(rows: list[Row], metric: str) -> dict[Path, str]:
-    """Marks per row vs the task's BM25 first-stage row (``▲`` better, ``▼`` worse)."""
-    baseline = next(
-        (r for r in rows if r.result.retriever.name == "bm25" and not r.result.first_stage
-         and not r.result.generation), None,
-    )
+    """Marks per row vs the BM25 run on the same documents and queries (the rows of one table
+    are one variant): ``▲`` better, ``▼`` worse. A generation row's ranking serves as the
+    baseline when no retrieval-only BM25 row exists; with no BM25 row there are no marks."""
+    candidates = [r for r in rows if r.result.retriever.name == "bm25" and not r.result.first_stage]
+    baseline = min(candidates, key=lambda r: (bool(r.result.generation), str(r.path)), default=None)
     if baseline is None:
         return {}
     base_pq = baseline.result.per_query or {}
@@ -164,83 +326,127 @@ def _significance(rows: list[Row], metric: str) -> dict[Path, str]:
     return marks
 
 
+#: Pipe tables as GitHub renders them, without padding: ``| a | b |`` over ``|---|---|``.
+MARKDOWN = tabulate.TableFormat(
+    lineabove=None, linebelowheader=lambda widths, _aligns: "|" + "---|" * len(widths), linebetweenrows=None,
+    linebelow=None, headerrow=tabulate.DataRow("|", "|", "|"), datarow=tabulate.DataRow("|", "|", "|"),
+    padding=1, with_header_hide=None,
+)
+
+
+def markdown_table(header: list[str], cells: list[list[str]]) -> list[str]:
+    """The lines of a markdown table of text cells."""
+    frame = pd.DataFrame(cells, columns=header)
+    text = frame.to_markdown(index=False, tablefmt=MARKDOWN, disable_numparse=True, stralign=None, numalign=None)
+    return text.split("\n")
+
+
 def build(root: str | Path) -> tuple[str, str, list[dict[str, Any]]]:
     """Markdown, CSV and plot data for all result files under ``root``."""
     rows, notes = collect(root)
-    by_task: dict[str, list[Row]] = defaultdict(list)
-    for row in rows:
-        by_task[row.task].append(row)
-    families: dict[str, list[str]] = defaultdict(list)
-    for task in sorted(by_task):
-        families[task.split("/")[0]].append(task)
+    return render(table_of(rows), notes, Path(root).as_posix())
 
+
+def render(table: pd.DataFrame, notes: list[str], folder: str = "results") -> tuple[str, str, list[dict[str, Any]]]:
+    """Markdown, CSV text and plot data from the tidy table; ``folder`` is named in the header."""
     md = ["# Leaderboard", "",
-          "Generated by `harness leaderboard` from the result files under `results/`; do not edit by hand.",
-          ("Scores ×100. ▲/▼: significantly better/worse than BM25 on the same queries "
-           "(paired randomization test, Holm-corrected per task, α = 0.05). Reported rows are copied "
-           "from their source and are never mixed with measured ones."), ""]
+          f"Generated by `harness leaderboard` from the result files under `{folder}/`; do not edit by hand.",
+          ("Scores ×100. ▲/▼: significantly better/worse than BM25 on the same documents and queries "
+           "(paired randomization test, exact when small, Holm-corrected per table, α = 0.05). A sample, "
+           "a document cut or local data is a variant of its task, in its own table; reported rows are "
+           "copied from their source, shown only beside the full data and never mixed with measured ones."), ""]
     csv_rows: list[dict[str, Any]] = []
     plot: list[dict[str, Any]] = []
-    for family, tasks in families.items():
+    for family, tasks in families(table).items():
         md += [f"## {family}", ""]
-        matrix = len(tasks) > 1
+        full = full_tasks(table, tasks)
+        matrix = len(full) > 1  # a family of several tasks: a summary over their full data
         if matrix:
-            md += _family_summary(family, tasks, by_task, "measured")
-            md += _family_summary(family, tasks, by_task, "reported")
+            part = table[table["task"].isin(full)]
+            md += _family_summary(part, full, "measured") + _family_summary(part, full, "reported")
         for task in tasks:
-            task_rows = by_task[task]
-            measured = [r for r in task_rows if r.kind == "measured"]
-            reported = [r for r in task_rows if r.kind == "reported"]
-            if matrix and not measured:
-                for r in reported:  # shown in the family's reported matrix
-                    csv_rows.append(_reported_csv(r, task))
-                continue
-            metric_names = sorted({m for r in task_rows for m in r.result.metrics if _shown(m)})
-            declared = task_rows[0].result.declared_main_metric
-            main = declared if declared in metric_names else next(iter(metric_names), "")
-            marks = _significance(measured, main) if measured else {}
-            md += [f"### {task}", ""]
-            if measured:
-                n = sorted({r.result.task.n_queries for r in measured})
-                md.append(f"Measured (main metric {main}; queries: {', '.join(map(str, n))}):")
-                md.append("")
-                header = ["Retriever", "First stage (ceiling)", "n", *metric_names, "sig.", "file"]
-                md += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-                # Grouped by base model (model-free retrievers first), best first within a group.
-                for r in sorted(measured, key=lambda r: (str(r.result.retriever.model or ""),
-                                                         -r.result.metrics.get(main, float("-inf")))):
-                    fs = r.result.first_stage
-                    ceiling = "–"
-                    if fs:
-                        rec = fs.recall or {}
-                        ceiling = f"{fs.name}@{fs.depth}" + (
-                            f" (R {_fmt(next(iter(rec.values())))})" if rec else "")
-                    cells = [r.label, ceiling, str(r.result.task.n_queries),
-                             *[_fmt(r.result.metrics.get(m)) for m in metric_names],
-                             marks.get(r.path, ""), f"`{r.path}`"]
-                    md.append("| " + " | ".join(cells) + " |")
-                    csv_rows.append({"kind": "measured", "task": task, "retriever": r.label, "first_stage": ceiling,
-                                     **{m: r.result.metrics.get(m) for m in metric_names},
-                                     "significance": marks.get(r.path, ""), "file": str(r.path), "source": ""})
-                    if main in r.result.metrics:
-                        plot.append({"task": task, "label": r.label, "value": r.result.metrics[main], "metric": main})
-                md.append("")
-            if reported and matrix:
-                csv_rows.extend(_reported_csv(r, task) for r in reported)
-            elif reported:
-                md.append("Reported (not measured here):")
-                md.append("")
-                header = ["Retriever", *metric_names, "source"]
-                md += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-                for r in reported:
-                    cells = [r.label, *[_fmt(r.result.metrics.get(m)) for m in metric_names], str(r.result.source)]
-                    md.append("| " + " | ".join(cells) + " |")
-                    csv_rows.append({"kind": "reported", "task": task, "retriever": r.label, "first_stage": "",
-                                     **{m: r.result.metrics.get(m) for m in metric_names},
-                                     "significance": "", "file": str(r.path), "source": r.result.source})
-                md.append("")
+            lines, task_csv, points = _task_section(table[table["task"] == task], matrix)
+            md, csv_rows, plot = md + lines, csv_rows + task_csv, plot + points
     if notes:
         md += ["## Notes", "", *[f"- {n}" for n in notes], ""]
+    return "\n".join(md).rstrip() + "\n", _csv_text(csv_rows), plot
+
+
+def families(table: pd.DataFrame) -> dict[str, list[str]]:
+    """Task families in order of their first task (tasks sorted), each with its tasks."""
+    out: dict[str, list[str]] = {}
+    for family, task in sorted(set(zip(table["family"], table["task"])), key=lambda ft: ft[1]):
+        out.setdefault(family, []).append(task)
+    return out
+
+
+def full_tasks(table: pd.DataFrame, tasks: list[str]) -> list[str]:
+    """The tables among ``tasks`` that hold a task's full data (no sample, cut or local copy):
+    the columns of a family summary. Variants are never averaged with other data."""
+    full = set(table.loc[table["variant"] == "", "task"])
+    return [t for t in tasks if t in full]
+
+
+def task_main(part: pd.DataFrame) -> str:
+    """The main metric of one task's slice of the tidy table ("" when it has no shown metric)."""
+    return next(iter(part.loc[part["main_metric"], "metric"]), "")
+
+
+def _task_section(part: pd.DataFrame, matrix: bool) -> tuple[list[str], list[dict[str, Any]], list[dict[str, Any]]]:
+    """One task: its measured table and (outside a family matrix) its reported table."""
+    files, values = by_file(part)
+    measured, reported = files[files["kind"] == "measured"], files[files["kind"] == "reported"]
+    names = sorted(set(part.loc[part["shown"], "metric"]))
+    lines: list[str] = []
+    csv_rows: list[dict[str, Any]] = []
+    plot: list[dict[str, Any]] = []
+    if len(measured) or not matrix:
+        lines += [f"### {part['task'].iloc[0]}", ""]
+    if len(measured):
+        lines, csv_rows, plot = _measured_table(measured, values, names, task_main(part), lines)
+    if len(reported) and matrix:
+        csv_rows += [_reported_csv(f, values) for f in reported.itertuples(index=False)]
+    elif len(reported):
+        lines += ["Reported (not measured here):", "", *markdown_table(["Retriever", *names, "source"], [
+            [f.label, *[fmt(values.at[f.file, m]) for m in names], str(f.source)]
+            for f in reported.itertuples(index=False)]), ""]
+        csv_rows += [{"kind": "reported", "task": f.task, "retriever": f.label, "first_stage": "",
+                      **{m: num(values.at[f.file, m]) for m in names}, "significance": "", "file": f.file,
+                      "source": f.source} for f in reported.itertuples(index=False)]
+    return lines, csv_rows, plot
+
+
+def _measured_table(measured: pd.DataFrame, values: pd.DataFrame, names: list[str], main: str,
+                    lines: list[str]) -> tuple[list[str], list[dict[str, Any]], list[dict[str, Any]]]:
+    n = sorted({int(v) for v in measured["n_queries"].dropna()})
+    lines = lines + [f"Measured (main metric {main}; queries: {', '.join(map(str, n))}):", ""]
+    if "(baseline)" not in set(measured["significance"]):
+        lines += ["No BM25 run on these documents and queries: no significance marks.", ""]
+    cells: list[list[str]] = []
+    csv_rows: list[dict[str, Any]] = []
+    plot: list[dict[str, Any]] = []
+    for f in measured_order(measured, values, main):
+        ceiling = ceiling_label(f)
+        n_queries = "–" if pd.isna(f.n_queries) else str(f.n_queries)
+        cells.append([f.label, ceiling, n_queries, *[fmt(values.at[f.file, m]) for m in names],
+                      f.significance, f"`{f.file}`"])
+        csv_rows.append({"kind": "measured", "task": f.task, "retriever": f.label, "first_stage": ceiling,
+                         **{m: num(values.at[f.file, m]) for m in names},
+                         "significance": f.significance, "file": f.file, "source": ""})
+        value = num(values.at[f.file, main]) if main in values.columns else None
+        if value is not None:
+            plot.append({"task": f.task, "label": f.label, "value": value, "metric": main})
+    header = ["Retriever", "First stage (ceiling)", "n", *names, "sig.", "file"]
+    return lines + markdown_table(header, cells) + [""], csv_rows, plot
+
+
+def _reported_csv(f: Any, values: pd.DataFrame) -> dict[str, Any]:
+    metrics = {m: float(v) for m, v in sorted(values.loc[f.file].dropna().items())}
+    return {"kind": "reported", "task": f.task, "retriever": f.label, "first_stage": "", **metrics,
+            "significance": "", "file": f.file, "source": f.source}
+
+
+def _csv_text(csv_rows: list[dict[str, Any]]) -> str:
     fields: list[str] = []
     for row in csv_rows:
         fields += [k for k in row if k not in fields]
@@ -249,41 +455,33 @@ def build(root: str | Path) -> tuple[str, str, list[dict[str, Any]]]:
     writer.writeheader()
     for row in csv_rows:
         writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in fields})
-    return "\n".join(md).rstrip() + "\n", buffer.getvalue(), plot
+    return buffer.getvalue()
 
 
-def _reported_csv(r: Row, task: str) -> dict[str, Any]:
-    return {"kind": "reported", "task": task, "retriever": r.label, "first_stage": "",
-            **dict(sorted(r.result.metrics.items())), "significance": "", "file": str(r.path),
-            "source": r.result.source}
+def family_grid(part: pd.DataFrame, kind: str) -> pd.DataFrame:
+    """One family's rows of ``kind``: label × task values of each row's ranking metric (the
+    last file of a label wins, as in :func:`collect` order)."""
+    ranked = part[(part["kind"] == kind) & part["ranked_by"]].drop_duplicates(["label", "task"], keep="last")
+    grid = ranked.pivot(index="label", columns="task", values="value")
+    return grid.reindex(sorted(set(ranked["label"])))
 
 
-def _family_summary(family: str, tasks: list[str], by_task: dict[str, list[Row]], kind: str) -> list[str]:
-    table: dict[str, dict[str, float]] = defaultdict(dict)
-    sources: set[str] = set()
-    declared: set[str] = set()
-    for task in tasks:
-        for r in by_task[task]:
-            if r.kind != kind:
-                continue
-            if kind == "reported":
-                sources.add(str(r.result.source).split(",")[0])
-            main = r.result.ranked_by
-            if main:
-                table[r.label][task] = r.result.metrics[main]
-            declared.add(r.result.declared_main_metric)
-    if not table:
+def _family_summary(part: pd.DataFrame, tasks: list[str], kind: str) -> list[str]:
+    grid = family_grid(part, kind)
+    if grid.empty:
         return []
-    metric = ", ".join(sorted(declared))
-    header = ["Retriever", *[t.split("/", 1)[-1] for t in tasks], "Avg"]
-    title = "Measured" if kind == "measured" else f"Reported by {', '.join(sorted(sources))} (not measured here)"
-    lines = [f"{title} — {metric}; Avg only over rows that cover every task:", "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for label in sorted(table):
-        values = [table[label].get(t) for t in tasks]
+    rows = part[part["kind"] == kind]
+    metric = ", ".join(sorted(set(rows.loc[rows["ranked_by"], "metric"])))
+    sources = sorted({str(s).split(",")[0] for s in rows["source"]})
+    header = ["Retriever", *[t.removeprefix(f"{t.split('/')[0]}/") for t in tasks], "Avg"]
+    title = "Measured" if kind == "measured" else f"Reported by {', '.join(sources)} (not measured here)"
+    cells = []
+    for label in grid.index:
+        values = [num(grid.at[label, t]) if t in grid.columns else None for t in tasks]
         avg = sum(values) / len(values) if all(v is not None for v in values) else None  # type: ignore[arg-type]
-        lines.append("| " + " | ".join([label, *[_fmt(v) for v in values], _fmt(avg)]) + " |")
-    return lines + [""]
+        cells.append([label, *[fmt(v) for v in values], fmt(avg)])
+    return [f"{title} — {metric}; Avg only over rows that cover every task:", "",
+            *markdown_table(header, cells), ""]
 
 
 def plot_png(plot: list[dict[str, Any]], path: Path) -> None:
@@ -309,17 +507,24 @@ def plot_png(plot: list[dict[str, Any]], path: Path) -> None:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90, metadata={"Software": None})
     plt.close(fig)
-    path.write_bytes(buffer.getvalue())
+    atomic_write_bytes(path, buffer.getvalue())
 
 
-def write(root: str | Path = "results") -> list[Path]:
-    """Regenerate ``LEADERBOARD.md``, ``leaderboard.csv`` and ``leaderboard.png`` in ``root``."""
+def write(root: str | Path = "results", output: str | Path | None = None) -> list[Path]:
+    """Regenerate ``LEADERBOARD.md``, ``leaderboard.csv``, ``leaderboard.png`` and
+    ``site/index.html`` from the result files under ``root``, into ``output`` (default ``root``)."""
+    from harness import site
+
     root = Path(root)
-    markdown, csv_text, plot = build(root)
-    outputs = [root / "LEADERBOARD.md", root / "leaderboard.csv"]
+    output = root if output is None else Path(output)
+    rows, notes = collect(root)
+    table = table_of(rows)
+    markdown, csv_text, plot = render(table, notes, root.as_posix())
+    outputs = [output / "LEADERBOARD.md", output / "leaderboard.csv"]
     atomic_write_text(outputs[0], markdown)
     atomic_write_text(outputs[1], csv_text)
     if plot:
-        outputs.append(root / "leaderboard.png")
+        outputs.append(output / "leaderboard.png")
         plot_png(plot, outputs[-1])
+    outputs.append(site.write(table, per_query_main(rows, table), root, output / "site", notes))
     return outputs

@@ -47,7 +47,12 @@ BUILTIN_TASKS: dict[str, str] = {
     "hotpotqa": "harness.tasks.multihop:HotpotQATask",
     "musique": "harness.tasks.multihop:MusiqueTask",
     "2wikimultihopqa": "harness.tasks.multihop:TwoWikiTask",
+    "irds": "harness.tasks.irds:IrdsTask",
 }
+
+#: Families whose ids follow a ``:`` (``irds:beir/scifact/test``): the rest is a foreign id that
+#: holds ``/`` of its own, and ``irds:cranfield`` is not a ``module:Class`` reference.
+COLON_FAMILIES: frozenset[str] = frozenset({"irds"})
 
 GROUPS = {"retriever": "harness.retrievers", "task": "harness.tasks"}
 
@@ -118,7 +123,11 @@ def retriever_class(name: str) -> type[Retriever]:
 
 
 def split_task_id(task_id: str) -> tuple[str, str | None]:
-    """``"beir/scifact"`` -> ``("beir", "scifact")``; ``"niah"`` -> ``("niah", None)``."""
+    """``"beir/scifact"`` -> ``("beir", "scifact")``; ``"niah"`` -> ``("niah", None)``;
+    ``"irds:beir/scifact/test"`` -> ``("irds", "beir/scifact/test")`` (see :data:`COLON_FAMILIES`)."""
+    head, colon, rest = task_id.partition(":")
+    if colon and head in COLON_FAMILIES:
+        return head, (rest or None)
     family, _, rest = task_id.partition("/")
     return family, (rest or None)
 
@@ -134,7 +143,8 @@ def make_task(task_id: str, data: str | None = None, **params: Any) -> Task:
         # A local BEIR-format folder: the "beir" family, named by its string like every built-in.
         folder_task = _load_reference(BUILTIN_TASKS["beir"], "task")
         return folder_task(name=Path(task_id).resolve().name, data=task_id, **params)
-    if ":" in task_id and "/" not in task_id.split(":")[0]:
+    head = task_id.split(":")[0]
+    if ":" in task_id and "/" not in head and head not in COLON_FAMILIES:
         cls = _load_reference(task_id, "task")
         name = None
     else:
@@ -164,18 +174,28 @@ def _all_task_ids(names: dict[str, str]) -> list[str]:
     return ids
 
 
-def task_main_metric(task_id: str) -> str:
-    """The main metric declared by the task class of ``task_id``'s family (``nDCG@10`` when the
-    family is not registered here, e.g. a plug-in that is not installed)."""
+def task_class_of(task_id: str) -> type[Task]:
+    """The task class of ``task_id``'s family, or the base :class:`Task` when the family is not
+    registered here (e.g. a plug-in that is not installed): its declarations are the defaults."""
     family, _ = split_task_id(task_id)
     ref = available("task").get(family)
     if ref is None:
-        return Task.main_metric
+        return Task
     try:
         cls = _load_reference(ref, "task")
     except HarnessError:
-        return Task.main_metric
-    return str(getattr(cls, "main_metric", Task.main_metric))
+        return Task
+    return cls if isinstance(cls, type) and issubclass(cls, Task) else Task
+
+
+def task_main_metric(task_id: str) -> str:
+    """The main metric declared by the task class of ``task_id``'s family."""
+    return str(task_class_of(task_id).main_metric)
+
+
+def task_variant_note(task_id: str, provenance: dict[str, Any]) -> str | None:
+    """:meth:`Task.variant_note` of the task class of ``task_id``'s family."""
+    return task_class_of(task_id).variant_note(provenance)
 
 
 def task_ids() -> list[str]:

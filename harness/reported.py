@@ -25,6 +25,13 @@ YAML layout (see the file itself for the full example)::
 
 Columns with ``top_k`` or ``full_context`` are generation accuracies: the row's LM (``lm``) is
 the generator. Cells of one row that share a task and generation setting go into one file.
+
+A row's ``heads`` overrides its table's ``heads`` (the ``{heads}`` of its method). A column with
+``timing: true`` (e.g. Table 7's seconds per query) is not a metric: its printed value is stored
+unscaled in the cell's ``timing`` object and named in its note, never ranked or scaled. When rows of
+different tables print the same cell (same task, retriever, first stage and generation: the paper
+printing one run twice), they become one file naming every table (``source: "..., Tables 2, 7"``,
+``table.also_in``), provided the metrics they share agree; two rows that disagree are an error.
 """
 
 from __future__ import annotations
@@ -59,6 +66,7 @@ class Column:
     header: str
     top_k: int | None = None
     full_context: bool = False
+    timing: bool = False  # a cost (e.g. seconds per query), stored unscaled in the cell's ``timing``
 
     @property
     def generation_key(self) -> tuple[int | None, bool]:
@@ -75,6 +83,7 @@ class Row:
     avg: float | None = None
     note: str | None = None
     first_stage: dict[str, Any] | None = None
+    heads: str | None = None  # overrides the table's ``heads``
 
     @property
     def label(self) -> str:
@@ -97,15 +106,21 @@ class Table:
                 return row
         raise HarnessError(f"table {self.number}: no row {label!r} (rows: {', '.join(r.label for r in self.rows)})")
 
+    def cell(
+        self, label: str, task: str, metric: str, top_k: int | None = None, full_context: bool = False
+    ) -> tuple[Column, float | None]:
+        """The column (task, metric, generation) and the printed value of row ``label`` there."""
+        row = self.row(label)
+        for column, value in zip(self.columns, row.values):
+            if (column.task, column.metric, column.top_k, column.full_context) == (task, metric, top_k, full_context):
+                return column, value
+        raise KeyError((label, task, metric, top_k, full_context))
+
     def value(
         self, label: str, task: str, metric: str, top_k: int | None = None, full_context: bool = False
     ) -> float | None:
         """The printed value (×scale) of row ``label`` in the column (task, metric, generation)."""
-        row = self.row(label)
-        for column, value in zip(self.columns, row.values):
-            if (column.task, column.metric, column.top_k, column.full_context) == (task, metric, top_k, full_context):
-                return value
-        raise KeyError((label, task, metric, top_k, full_context))
+        return self.cell(label, task, metric, top_k, full_context)[1]
 
 
 @dataclass
@@ -126,14 +141,17 @@ class ReportedSource:
     def value(
         self, number: str, label: str, task: str, metric: str, top_k: int | None = None, full_context: bool = False
     ) -> float | None:
-        """The stored fraction for a cell of table ``number`` (``None`` for a blank cell)."""
+        """The stored fraction for a cell of table ``number`` (``None`` for a blank cell); a
+        ``timing`` column's value as printed (it is not scaled)."""
         for table in self.tables_numbered(number):
             try:
                 table.row(label)
-                printed = table.value(label, task, metric, top_k, full_context)
+                column, printed = table.cell(label, task, metric, top_k, full_context)
             except (HarnessError, KeyError):
                 continue
-            return None if printed is None else to_fraction(printed, self.scale)
+            if printed is None or column.timing:
+                return printed
+            return to_fraction(printed, self.scale)
         raise HarnessError(
             f"{self.path}: table {number} has no cell for row {label!r}, task {task!r}, metric {metric!r}"
             + (f", top_k {top_k}" if top_k else "")
@@ -175,6 +193,7 @@ def load_tables(path: str | Path = DEFAULT_TABLES) -> ReportedSource:
                     header=str(c.get("header") or f"{c['task']} {c['metric']}"),
                     top_k=int(c["top_k"]) if c.get("top_k") is not None else None,
                     full_context=bool(c.get("full_context", False)),
+                    timing=bool(c.get("timing", False)),
                 )
             )
         rows = []
@@ -199,6 +218,7 @@ def load_tables(path: str | Path = DEFAULT_TABLES) -> ReportedSource:
                     avg=r.get("avg"),
                     note=r.get("note"),
                     first_stage=r["first_stage"] if "first_stage" in r else t.get("first_stage"),
+                    heads=str(r["heads"]) if r.get("heads") is not None else None,
                 )
             )
         labels = [r.label for r in rows]
@@ -229,7 +249,7 @@ def load_tables(path: str | Path = DEFAULT_TABLES) -> ReportedSource:
 
 def _retriever(src: ReportedSource, table: Table, row: Row) -> dict[str, Any]:
     spec = src.methods[row.method]
-    fill = {"model": src.models.get(row.lm or "", ""), "heads": table.heads or ""}
+    fill = {"model": src.models.get(row.lm or "", ""), "heads": row.heads or table.heads or ""}
     retriever: dict[str, Any] = {"name": spec["name"]}
     for key in ("model", "heads_name"):
         if spec.get(key):
@@ -246,8 +266,9 @@ def row_average(row: Row) -> float | None:
 
 
 def expand(src: ReportedSource) -> list[tuple[Path, Result]]:
-    """One (relative path, reported result) per (table, row, task, generation setting)."""
-    cells: dict[Path, Result] = {}
+    """One (relative path, reported result) per (table, row, task, generation setting); rows of
+    several tables that print the same cell become one result (see the module docstring)."""
+    cells: dict[Path, dict[str, Any]] = {}
     for table in src.tables:
         for row in table.rows:
             groups: dict[tuple, list[tuple[Column, float]]] = {}
@@ -256,6 +277,11 @@ def expand(src: ReportedSource) -> list[tuple[Path, Result]]:
                     continue
                 groups.setdefault((column.task, column.generation_key), []).append((column, value))
             for (task, (top_k, full_context)), items in groups.items():
+                scored = [(c, v) for c, v in items if not c.timing]
+                if not scored:
+                    raise HarnessError(
+                        f"{src.path}: table {table.number} row {row.label!r}: {task} has timing columns but no metric"
+                    )
                 result: dict[str, Any] = {
                     "schema_version": SCHEMA_VERSION,
                     "kind": "reported",
@@ -272,8 +298,11 @@ def expand(src: ReportedSource) -> list[tuple[Path, Result]]:
                     "first_stage": dict(row.first_stage) if row.first_stage else None,
                     "generation": None,
                     "main_metric": task_main_metric(task),
-                    "metrics": {c.metric: to_fraction(v, src.scale) for c, v in items},
+                    "metrics": {c.metric: to_fraction(v, src.scale) for c, v in scored},
                 }
+                timing = {c.metric: v for c, v in items if c.timing}
+                if timing:
+                    result["timing"] = timing
                 if table.generator:
                     if not row.lm:
                         raise HarnessError(
@@ -286,16 +315,53 @@ def expand(src: ReportedSource) -> list[tuple[Path, Result]]:
                         "top_k": top_k,
                         "full_context": full_context,
                     }
-                if row.note:
-                    result["note"] = row.note
-                cell = Result.from_dict(result, src.path)
-                rel = default_output_path(cell, root=".")
+                notes = [row.note] if row.note else []
+                notes += [f"Table {table.number}: {v:g} {c.header}" for c, v in items if c.timing]
+                if notes:
+                    result["note"] = "; ".join(notes)
+                rel = default_output_path(Result.from_dict(result, src.path), root=".")
                 if rel in cells:
-                    raise HarnessError(
-                        f"{src.path}: table {table.number} row {row.label!r} gives {rel}, which another row also gives"
-                    )
-                cells[rel] = cell
-    return sorted(cells.items())
+                    problem = _merge(cells[rel], result, src)
+                    if problem:
+                        raise HarnessError(
+                            f"{src.path}: table {table.number} row {row.label!r} gives {rel}, which another row "
+                            f"also gives ({problem})"
+                        )
+                else:
+                    cells[rel] = result
+    return sorted((rel, Result.from_dict(obj, src.path)) for rel, obj in cells.items())
+
+
+#: What makes two printed cells the same run (everything but the numbers and where they are printed).
+_SAME_RUN = ("schema_version", "kind", "citation", "task", "retriever", "first_stage", "generation", "main_metric")
+
+
+def _merge(into: dict[str, Any], other: dict[str, Any], src: ReportedSource) -> str | None:
+    """Merge ``other`` (a later table's row) into ``into`` when both print the same run and agree
+    on the numbers they share; otherwise leave ``into`` alone and say why."""
+    where = f"table {into['table']['number']} row {into['table']['row']!r}"
+    printed_in = [into["table"], *into["table"].get("also_in", [])]
+    if other["table"]["number"] in {t["number"] for t in printed_in}:
+        return f"{where} of the same table"
+    differs = [key for key in _SAME_RUN if into.get(key) != other.get(key)]
+    if differs:
+        return f"it differs in {', '.join(differs)}"
+    for section in ("metrics", "timing"):
+        mine, theirs = into.get(section) or {}, other.get(section) or {}
+        for name in sorted(set(mine) & set(theirs)):
+            if mine[name] != theirs[name]:
+                return f"{where} prints {name} {mine[name]!r} there, this row {theirs[name]!r}"
+    notes = [n for n in dict.fromkeys([into.pop("note", None), other.get("note")]) if n]
+    into["metrics"] = {**into["metrics"], **other["metrics"]}
+    if other.get("timing"):
+        into["timing"] = {**(into.get("timing") or {}), **other["timing"]}
+    if notes:
+        into["note"] = "; ".join(notes)  # last, as in an unmerged cell
+    also = into["table"].setdefault("also_in", [])
+    also.append(other["table"])
+    numbers = list(dict.fromkeys([into["table"]["number"], *(t["number"] for t in also)]))
+    into["source"] = f"{src.source}, Table{'s' if len(numbers) > 1 else ''} {', '.join(numbers)}"
+    return None
 
 
 def _owned_files(src: ReportedSource, out_root: Path) -> list[Path]:

@@ -430,8 +430,8 @@ def default_output_path(result: Result, root: str | Path = "results") -> Path:
     parts = [slug(retriever.name)]
     if retriever.model:
         parts.append(slug(str(retriever.model).rstrip("/").split("/")[-1]))
-    if retriever.heads_name:
-        parts.append(slug(str(retriever.heads_name)))
+    if retriever.heads_name:  # a head file's name without its extension: no ``x.json.json``
+        parts.append(slug(str(retriever.heads_name)).replace(".json", ""))
     first_stage = result.first_stage
     if first_stage:
         parts.append(f"{slug(first_stage.name)}{first_stage.depth}")
@@ -440,6 +440,8 @@ def default_output_path(result: Result, root: str | Path = "results") -> Path:
         parts.append(f"excl-{slug(Path(task.excluded_queries_from).stem)}")
     if task.n_available and len(task.query_ids or []) < task.n_available:
         parts.append(f"q{len(task.query_ids or [])}-seed{task.seed}")
+    if task.extra.get("shuffle_candidates") is not None:  # docs/PROTOCOL.md §5.4, Table 3
+        parts.append(f"shuffled{int(task.extra['shuffle_candidates'])}")
     generation = result.generation
     if generation:
         mode = "full" if generation.get("full_context") else f"top{generation.get('top_k')}"

@@ -7,6 +7,7 @@ A rerun with the same configuration reads the file back and scores only what is 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -18,6 +19,20 @@ from harness.progress import progress
 from harness.types import Instance, Retriever, Run
 
 log = logging.getLogger(__name__)
+
+
+@functools.cache
+def _commit() -> str | None:
+    """The code version that computes scores now: each entry records it, so a result assembled
+    from cached entries names the code that computed them, not only the code that wrote it."""
+    from harness.provenance import git_commit
+
+    return git_commit()
+
+
+def scored_by(rows: list[dict[str, Any]]) -> list[str]:
+    """The code versions recorded by ``rows`` (``unknown`` for entries that predate the field)."""
+    return sorted({str(row.get("commit") or "unknown") for row in rows})
 
 
 class ResumeFile:
@@ -76,7 +91,8 @@ class ResumeFile:
                     fix.write(b"\n")
             self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (kept open across appends; close())
         stats = stats or {}
-        row = {"qid": qid, "scores": scores, "stats": stats, "sha256": self._seal(qid, scores, stats)}
+        row = {"qid": qid, "scores": scores, "stats": stats, "sha256": self._seal(qid, scores, stats),
+               "commit": _commit()}
         self._handle.write(json.dumps(row, ensure_ascii=False) + "\n")
         self._handle.flush()
         os.fsync(self._handle.fileno())

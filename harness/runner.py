@@ -42,7 +42,7 @@ from harness.results import (
     default_output_path,
     mean_metrics,
 )
-from harness.resume import ResumeFile, score_with_resume
+from harness.resume import ResumeFile, score_with_resume, scored_by
 from harness.sampling import sample_queries
 from harness.text import truncate_words
 from harness.types import Instance, Qrels, Query, Retriever, Run, Task, TaskData
@@ -69,6 +69,9 @@ class RunConfig:
     #: e.g. the queries used for head detection.
     exclude_queries: str | None = None
     truncate_words: int | None = None
+    #: Shuffle each query's first-stage candidates (after the depth cut) with a seed derived from
+    #: this and the query id, so position cannot help (the paper's Table 3); corpus tasks only.
+    shuffle_candidates: int | None = None
     generate: bool = False
     generator: str | None = None
     judge: str | None = None
@@ -168,13 +171,33 @@ def _cut(doc: Any, words: int | None) -> Any:
     return replace(doc, text=truncate_words(doc.text, words)) if words else doc
 
 
+def shuffled(ids: list[str], seed: int, query_id: str) -> list[str]:
+    """``ids`` in an order fixed by ``seed`` and ``query_id`` alone (any process, any shard).
+
+    >>> shuffled(["a", "b", "c"], 7, "q1") == shuffled(["a", "b", "c"], 7, "q1")
+    True
+    """
+    import hashlib
+    import random
+
+    out = list(ids)
+    random.Random(int.from_bytes(hashlib.sha256(f"{seed}\0{query_id}".encode()).digest()[:8], "big")).shuffle(out)
+    return out
+
+
 def build_instances(
-    queries: list[Query], data: TaskData, first_run: Run, depth: int, words: int | None
+    queries: list[Query], data: TaskData, first_run: Run, depth: int, words: int | None, shuffle: int | None = None
 ) -> list[Instance]:
-    """Instances whose candidates are each query's first-stage top ``depth``, best first."""
+    """Instances whose candidates are each query's first-stage top ``depth``, best first (or
+    :func:`shuffled` with seed ``shuffle``)."""
     assert data.corpus is not None
+
+    def ids(query: Query) -> list[str]:
+        top = _top_ids(first_run.get(query.id, {}), depth)
+        return top if shuffle is None else shuffled(top, shuffle, query.id)
+
     return [
-        Instance(query=query, candidates=[_cut(data.corpus[d], words) for d in _top_ids(first_run.get(query.id, {}), depth)],
+        Instance(query=query, candidates=[_cut(data.corpus[d], words) for d in ids(query)],
                  gold=dict(data.qrels.get(query.id, {})))
         for query in queries
     ]
@@ -202,6 +225,8 @@ class Prepared:
     seconds: dict[str, float] = field(default_factory=dict)
     #: Re-rankers: the first stage's ranking of every selected query (the candidate lists).
     first_stage_run: Run | None = None
+    #: The seed the candidates were shuffled with (``RunConfig.shuffle_candidates``), else None.
+    shuffle_candidates: int | None = None
 
     @property
     def query_ids(self) -> list[str]:
@@ -253,7 +278,8 @@ def _first_stage(config: RunConfig, prepared: Prepared) -> tuple[list[Instance],
                           ignore_identical_ids=data.ignore_identical_ids)
     info = {"name": name, "params": fs.meta.get("params", {}), "depth": depth,
             "recall": recall.aggregate, "run_sha256": sha256_json(fs_run)}
-    return build_instances(prepared.evaluated, data, fs_run, depth, prepared.words), info, fs_run
+    instances = build_instances(prepared.evaluated, data, fs_run, depth, prepared.words, config.shuffle_candidates)
+    return instances, info, fs_run
 
 
 def prepare(config: RunConfig, reranker: bool = True, task: Task | None = None) -> Prepared:
@@ -281,6 +307,10 @@ def prepare(config: RunConfig, reranker: bool = True, task: Task | None = None) 
     if data.corpus is not None and (config.first_stage is not None or reranker):
         prepared.words = _task_default(config.truncate_words, task, "default_truncate_words")
         prepared.instances, prepared.first_stage, prepared.first_stage_run = _first_stage(config, prepared)
+        prepared.shuffle_candidates = config.shuffle_candidates
+    elif config.shuffle_candidates is not None:
+        raise HarnessError("--shuffle-candidates shuffles the first-stage candidates a re-ranker gets on a corpus task; "
+                           "this run has none")
     elif data.corpus is not None:
         prepared.search_depth = config.depth or min(1000, len(data.corpus))
         _check_depth(prepared.search_depth, data)
@@ -304,6 +334,9 @@ class Scored:
     stats: dict[str, dict[str, float]]
     config_hash: str
     seconds: float
+    #: The code versions that computed the scores (resume entries record theirs); empty when the
+    #: scores were computed in this process by a full-corpus search.
+    scored_by: list[str] = field(default_factory=list)
 
 
 def retrieval_hash(prepared: Prepared, retriever: Retriever) -> str:
@@ -313,6 +346,7 @@ def retrieval_hash(prepared: Prepared, retriever: Retriever) -> str:
         "schema": SCHEMA_VERSION, "task": prepared.task.id, "provenance": prepared.data.provenance,
         "queries": prepared.all_query_ids, "retriever": retriever.meta, "first_stage": first_stage,
         "truncate_words": prepared.words,
+        **({"shuffle_candidates": prepared.shuffle_candidates} if prepared.shuffle_candidates is not None else {}),
     })
 
 
@@ -331,10 +365,12 @@ def score(config: RunConfig, prepared: Prepared, retriever: Retriever) -> Scored
         run = score_with_resume(retriever, prepared.instances, resume, config.show_progress)
         wanted = set(prepared.query_ids)
         stats = {qid: row["stats"] for qid, row in resume.done.items() if row.get("stats") and qid in wanted}
+        commits = scored_by([row for qid, row in resume.done.items() if qid in wanted])
     else:
         assert prepared.data.corpus is not None
         run = cached_search(retriever, prepared.data.corpus, prepared.evaluated, prepared.search_depth)
-    return Scored(run=run, stats=stats, config_hash=config_hash, seconds=time.time() - t0)
+        commits = []
+    return Scored(run=run, stats=stats, config_hash=config_hash, seconds=time.time() - t0, scored_by=commits)
 
 
 # -- step 3: evaluate ------------------------------------------------------------------------------------
@@ -412,6 +448,7 @@ def assemble(config: RunConfig, prepared: Prepared, retriever: Retriever, scored
         "max_queries": _task_default(config.max_queries, task, "default_max_queries"),
         "seed": prepared.seed, "ignore_identical_ids": data.ignore_identical_ids,
         "excluded_queries_from": config.exclude_queries, "query_ids": prepared.query_ids,
+        **({"shuffle_candidates": prepared.shuffle_candidates} if prepared.shuffle_candidates is not None else {}),
     }
     seconds = {**prepared.seconds, "score_seconds": scored.seconds, "generation_seconds": evaluated.seconds}
     return Result(
@@ -423,7 +460,9 @@ def assemble(config: RunConfig, prepared: Prepared, retriever: Retriever, scored
         metrics=mean_metrics(evaluated.per_query), per_query=evaluated.per_query,
         run_sha256=sha256_json(scored.run), config_hash=evaluated.config_hash,
         environment={**provenance.environment(), "command": config.command,
-                     **({"allow_dirty": True} if _dirty_checkout() else {})},
+                     **({"allow_dirty": True} if _dirty_checkout() else {}),
+                     # a cache hit never restamps: the versions that computed the scores
+                     **({"scored_by": scored.scored_by} if scored.scored_by else {})},
         timing={**{k: round(v, 3) for k, v in seconds.items()}, "total_seconds": round(time.time() - started, 3)},
         date=provenance.now_iso(),
         order=("schema_version", "kind", "task", "retriever", "first_stage", "truncate_words", "generation",
@@ -446,7 +485,7 @@ def _check_config(config: RunConfig, write: bool = True) -> None:
         raise HarnessError("--generate needs --generator BACKEND:MODEL (e.g. hf:smollm2-135m)")
     if config.run_depth < 1:
         raise HarnessError(f"--run-depth must be at least 1, got {config.run_depth}")
-    if _dirty_checkout() and not _dirty_allowed(config):
+    if write and _dirty_checkout() and not _dirty_allowed(config):
         raise HarnessError("the harness checkout has uncommitted changes: a result must come from committed code. "
                            "Commit first, or pass --allow-dirty (recorded in the result)")
 

@@ -143,6 +143,20 @@ class Task(ABC):
     def id(self) -> str:
         return f"{self.family}/{self.name}" if self.name else self.family
 
+    @classmethod
+    def variant_note(cls, provenance: Mapping[str, Any]) -> str | None:
+        """How the data a result ran on differs from this task's full, official data, in a few
+        words (``"2 books"``), or None when it does not. The leaderboard keeps results with
+        different notes in different tables, and shows paper numbers only beside the full data.
+
+        ``provenance`` is the result's ``task`` record. The default trusts the hub and names
+        any other source; tasks whose local copy is the official data override it.
+        """
+        source = str(provenance.get("source") or "")
+        if not source or source.startswith("hf:"):
+            return None
+        return f"local data {source.rstrip('/').rsplit('/', 1)[-1]}"
+
     @abstractmethod
     def load(self) -> TaskData:
         """Read the task's queries, qrels and corpus or instances."""

@@ -65,6 +65,10 @@ class CrossEncoderRetriever(Retriever):
         self._check_architecture(Path(self.info.path))
         from sentence_transformers import CrossEncoder
 
+        from harness.models.resolve import ensure_available
+
+        ensure_available(self.info)
+
         kwargs: dict[str, Any] = {"device": self.device, "max_length": self.max_length}
         if self.info.source == "hub" and self.revision:
             kwargs["revision"] = self.revision

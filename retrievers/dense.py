@@ -199,6 +199,9 @@ class DenseRetriever(Retriever):
             return self._model
         from sentence_transformers import SentenceTransformer
 
+        from harness.models.resolve import ensure_available
+
+        ensure_available(self.info)
         kwargs: dict[str, Any] = {"device": self.device, "trust_remote_code": self.trust_remote_code}
         if self.info.source == "hub" and self.info.revision:
             kwargs["revision"] = self.info.revision

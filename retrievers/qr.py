@@ -3,7 +3,8 @@
 Both score every candidate of an instance by the calibrated attention that the query part of a
 re-ranking prompt pays to each document (docs/PROTOCOL.md §1; engine in
 :mod:`harness.attention.engine`). ``qr`` uses a small head set (``--heads``: a paper set name
-such as ``nq``/``lme``, a ``layer-head`` list, a head file or ``full``); ``icr`` uses every head.
+such as ``nq``/``lme``, a ``layer-head`` list, a head file, ``full``, ``random:N:SEED``,
+``top:N:FILE`` or ``exclude:FILE``); ``icr`` uses every head.
 
 Candidate order: first-stage lists arrive best-first and are fed **reversed** (best last, next to
 the query), as the paper's BEIR re-rankers do (``order="reversed"``). Instances whose
@@ -40,7 +41,8 @@ class QRRetriever(Retriever):
         model: a model spec for :func:`harness.models.load_causal_lm` (HF id, folder, GGUF file or
             offline alias; default the CPU alias ``smollm2-135m``).
         heads: ``None`` (the model's default set), a set name (``nq``, ``lme``), ``full``, a
-            ``"14-22,13-16"`` list or a head-file path.
+            ``"14-22,13-16"`` list, a head-file path, ``random:N:SEED``, ``top:N:FILE`` or
+            ``exclude:FILE`` (:func:`harness.attention.heads.resolve_heads`).
         null_query: the calibration query.
         order: ``"reversed"`` (best first-stage candidate last, the paper's BEIR setting) or
             ``"given"``.
@@ -159,7 +161,8 @@ class QRRetriever(Retriever):
             "model": self.model_spec,
             "revision": getattr(self._info, "revision", None),
             "model_type": engine.model_type,
-            "heads": {"name": sel.name, "list": sel.as_strings(), "sha256": sel.sha256, "n": len(sel.heads)},
+            "heads": {"name": sel.name, "list": sel.as_strings(), "sha256": sel.sha256, "n": len(sel.heads),
+                      **sel.detail},
             "heads_name": sel.name,
             "layers_used": engine.stop_after + 1,
             "template": engine.template.name,

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from harness.errors import HarnessError, unknown_name
+from harness.hub import require_hub
 from harness.io import iter_jsonl, parse_grade, read_text, sha256_file
 from harness.progress import progress
 from harness.types import Document, Qrels, Query, Task, TaskData
@@ -377,9 +378,12 @@ def load_from_hub(
             f"beir/{name} is not distributed on the Hugging Face hub (licensed data); "
             "build its BEIR folder yourself and pass --data DIR"
         )
+    corpus_repo, qrels_repo, forum = _hub_ids(name, hub_prefix)
+    if not Path(hub_prefix).is_dir():
+        require_hub(f"task beir/{name}", f"{corpus_repo} and {qrels_repo}",
+                    "pass --data DIR with a local BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv)")
     import datasets
 
-    corpus_repo, qrels_repo, forum = _hub_ids(name, hub_prefix)
     try:
         if forum is None:
             corpus_ds = datasets.load_dataset(corpus_repo, "corpus", split="corpus", revision=revision)

@@ -5,8 +5,20 @@ Both are corpus tasks (a first-stage retriever searches the whole collection) wi
 ids live in different spaces).
 
 Where the files are: ``data=`` (``--data``) names the collection folder (or a folder holding
-``cranfield/`` / ``cacm/``); without it the loader looks in ``$HARNESS_SHARED_DATA``, then
-``../shared/data`` next to the repository, then ``../shared/data`` from the working directory.
+``cranfield/`` / ``cacm/``) in the original format; without it the loader looks for the original
+files in ``$HARNESS_SHARED_DATA``, then ``../shared/data`` next to the repository, then
+``../shared/data`` from the working directory, and, when none holds them, reads the copy packaged
+with the harness (``harness/data/<family>/``, see below), so both tasks run on any machine.
+
+**The packaged copy** (written by ``scripts/convert_classic_data.py`` from the original files
+through the readers below, so it holds exactly what they produce): ``docs.jsonl.gz`` (one
+``{"id", "title", "text", "meta"}`` object per line, in file order), ``queries.jsonl.gz`` (every
+query or topic, judged or not, ``{"id", "text", "meta"}``), ``qrels.txt`` (TREC qrels as the
+readers return them: Cranfield gains, CACM ids unpadded) and ``manifest.json`` (the SHA-256 of
+the original files, and of the packaged files' contents, checked on every load). A task read
+from the packaged copy records the original files' SHA-256 in its provenance, as a task read
+from the originals does: the same content has the same hashes either way; only ``source``
+(the folder read) differs.
 
 **Cranfield** (``cran.all.1400``, ``cran.qry``, ``cranqrel``):
 
@@ -36,16 +48,23 @@ Anserini packages it:
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import html
+import io
+import json
 import logging
 import os
 import re
 import tarfile
+from abc import abstractmethod
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+import harness
 from harness.errors import HarnessError
-from harness.io import read_text, sha256_file
+from harness.io import atomic_write_bytes, atomic_write_json, read_json, read_text, sha256_file
 from harness.trec import read_trec_qrels, read_trec_topics
 from harness.types import Document, Qrels, Query, Task, TaskData
 
@@ -53,6 +72,12 @@ log = logging.getLogger(__name__)
 
 CLASSIC_METRICS: tuple[str, ...] = ("nDCG@10", "R@100", "MRR@10", "MAP", "P@10")
 _REPO = Path(__file__).resolve().parent.parent
+#: Where the packaged copies live: ``harness/data/<family>/`` (package data of the wheel).
+PACKAGED_DATA = Path(harness.__file__).resolve().parent / "data"
+#: The packaged copy's files: documents, queries and qrels (in the order of ``_ClassicTask.files``).
+PACKAGED_FILES: tuple[str, str, str] = ("docs.jsonl.gz", "queries.jsonl.gz", "qrels.txt")
+MANIFEST = "manifest.json"
+PACKAGED_FORMAT = 1
 
 
 def shared_data_candidates() -> list[Path]:
@@ -64,8 +89,14 @@ def shared_data_candidates() -> list[Path]:
     return list(dict.fromkeys(places))
 
 
+def packaged_collection(family: str) -> Path:
+    """The folder of the copy of ``family`` packaged with the harness (``harness/data/<family>``)."""
+    return PACKAGED_DATA / family
+
+
 def locate_collection(family: str, data: str | None, required: tuple[str, ...]) -> Path:
-    """The folder holding ``required`` files: ``data`` or ``data/<family>``, else the shared data."""
+    """The folder holding ``required`` files: ``data`` or ``data/<family>``, else the shared data,
+    else (no ``data``) the packaged copy, recognised by its ``manifest.json``."""
     if data is not None:
         places = [Path(data), Path(data) / family]
     else:
@@ -74,6 +105,11 @@ def locate_collection(family: str, data: str | None, required: tuple[str, ...]) 
         if all((place / name).is_file() for name in required):
             return place
     looked = ", ".join(str(p) for p in places)
+    if data is None:
+        packaged = packaged_collection(family)
+        if (packaged / MANIFEST).is_file():
+            return packaged
+        looked += f", the packaged copy {packaged}"
     raise HarnessError(
         f"{family}: files {', '.join(required)} not found (looked in {looked}); "
         f"pass --data DIR pointing at them or set HARNESS_SHARED_DATA"
@@ -228,38 +264,192 @@ def _check_qrels(
     return evaluated, {q.id: positive[q.id] for q in evaluated}
 
 
+# ---------------------------------------------------------------------------------------------
+# The packaged copy (harness/data/<family>/)
+# ---------------------------------------------------------------------------------------------
+
+
+def _gzip(data: bytes) -> bytes:
+    """Deterministic gzip (no file name, mtime 0): regenerating a file gives the same bytes."""
+    buffer = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=buffer, compresslevel=9, mtime=0) as handle:
+        handle.write(data)
+    return buffer.getvalue()
+
+
+def _jsonl(records: list[dict[str, Any]]) -> bytes:
+    return "".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n" for r in records).encode("utf-8")
+
+
+def _without_defaults(record: dict[str, Any]) -> dict[str, Any]:
+    """Drop ``title: None`` and empty ``meta`` (the dataclass defaults), to keep the files small."""
+    return {k: v for k, v in record.items() if not (k == "title" and v is None) and not (k == "meta" and not v)}
+
+
+def packaged_contents(corpus: dict[str, Document], queries: list[Query], qrels: Qrels) -> dict[str, bytes]:
+    """The uncompressed contents of :data:`PACKAGED_FILES` for a collection as the readers return it."""
+    docs = [_without_defaults({"id": d.id, "title": d.title, "text": d.text, "meta": dict(d.meta)})
+            for d in corpus.values()]
+    qs = [_without_defaults({"id": q.id, "text": q.text, "meta": dict(q.meta)}) for q in queries]
+    rows = "".join(f"{qid} 0 {docid} {rel}\n" for qid, judged in qrels.items() for docid, rel in judged.items())
+    return dict(zip(PACKAGED_FILES, (_jsonl(docs), _jsonl(qs), rows.encode("utf-8")), strict=True))
+
+
+def write_packaged(
+    folder: str | os.PathLike[str],
+    family: str,
+    originals: dict[str, str],
+    corpus: dict[str, Document],
+    queries: list[Query],
+    qrels: Qrels,
+) -> dict[str, Any]:
+    """Write the packaged copy of a collection to ``folder``; return its manifest.
+
+    ``originals`` maps the original file names to their SHA-256 (the provenance of the copy).
+    """
+    folder = Path(folder)
+    contents = packaged_contents(corpus, queries, qrels)
+    for name, data in contents.items():
+        atomic_write_bytes(folder / name, _gzip(data) if name.endswith(".gz") else data)
+    manifest = {
+        "collection": family,
+        "format": PACKAGED_FORMAT,
+        "converter": "scripts/convert_classic_data.py",
+        "originals_sha256": dict(originals),
+        "contents_sha256": {name: hashlib.sha256(data).hexdigest() for name, data in contents.items()},
+        "counts": {"docs": len(corpus), "queries": len(queries),
+                   "qrels": sum(len(judged) for judged in qrels.values())},
+    }
+    atomic_write_json(folder / MANIFEST, manifest)
+    for name in (*contents, MANIFEST):
+        (folder / name).chmod(0o644)  # package data: readable by everyone (the temporary file was 0600)
+    return manifest
+
+
+def _packaged_bytes(path: Path, expected: str | None) -> bytes:
+    """A packaged file's contents (gunzipped), checked against the manifest's SHA-256."""
+    try:
+        data = path.read_bytes()
+        if path.suffix == ".gz":
+            data = gzip.decompress(data)
+    except FileNotFoundError:
+        raise HarnessError(f"{path}: file not found (the packaged copy is incomplete)") from None
+    except (OSError, EOFError) as exc:
+        raise HarnessError(f"{path}: cannot read ({exc})") from None
+    if hashlib.sha256(data).hexdigest() != expected:
+        raise HarnessError(
+            f"{path}: contents differ from its manifest's SHA-256; regenerate the packaged copy with "
+            "scripts/convert_classic_data.py"
+        )
+    return data
+
+
+def _packaged_records(path: Path, expected: str | None) -> list[dict[str, Any]]:
+    records = []
+    # split on "\n" only: JSON escapes it inside strings, but not U+2028 or U+0085 (str.splitlines would)
+    for number, line in enumerate(_packaged_bytes(path, expected).decode("utf-8").split("\n"), start=1):
+        if not line:
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise HarnessError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+        if not isinstance(record, dict) or not isinstance(record.get("id"), str) or "text" not in record:
+            raise HarnessError(f"{path}:{number}: expected an object with 'id' and 'text'")
+        records.append(record)
+    return records
+
+
+def read_packaged(folder: str | os.PathLike[str]) -> tuple[dict[str, Document], list[Query], Qrels, dict[str, str]]:
+    """Read a packaged copy: ``(corpus, queries, qrels, SHA-256 of the original files)``."""
+    folder = Path(folder)
+    manifest = read_json(folder / MANIFEST)
+    if not isinstance(manifest, dict) or manifest.get("format") != PACKAGED_FORMAT:
+        raise HarnessError(f"{folder / MANIFEST}: not a format-{PACKAGED_FORMAT} manifest of a packaged collection")
+    hashes = manifest.get("contents_sha256") or {}
+    docs_file, queries_file, qrels_file = (folder / name for name in PACKAGED_FILES)
+    corpus: dict[str, Document] = {}
+    for r in _packaged_records(docs_file, hashes.get(docs_file.name)):
+        corpus[r["id"]] = Document(id=r["id"], text=r["text"], title=r.get("title"), meta=r.get("meta", {}))
+    queries = [Query(id=r["id"], text=r["text"], meta=r.get("meta", {}))
+               for r in _packaged_records(queries_file, hashes.get(queries_file.name))]
+    _packaged_bytes(qrels_file, hashes.get(qrels_file.name))
+    qrels = read_trec_qrels(qrels_file)
+    return corpus, queries, qrels, dict(manifest.get("originals_sha256") or {})
+
+
+# ---------------------------------------------------------------------------------------------
+# The tasks
+# ---------------------------------------------------------------------------------------------
+
+
 class _ClassicTask(Task):
     metrics: ClassVar[tuple[str, ...]] = CLASSIC_METRICS
+    #: The original files: documents, queries and qrels, in that order.
     files: ClassVar[tuple[str, ...]]
+    #: How relevance was derived (recorded in the provenance).
+    relevance: ClassVar[str]
+
+    @classmethod
+    def variant_note(cls, provenance: Mapping[str, Any]) -> str | None:
+        """The packaged copy and the original files are the official collection (same sha256)."""
+        return None
 
     def __init__(self, name: str | None = None, data: str | None = None, **params: Any) -> None:
         super().__init__(name=name, data=data, **params)
         if name:
             raise HarnessError(f"task {self.family!r} has no sub-datasets; got {self.family}/{name}")
 
+    @abstractmethod
+    def read_originals(self, folder: Path) -> tuple[dict[str, Document], list[Query], Qrels]:
+        """``(corpus, every query, qrels)`` from the original files in ``folder``."""
+
+    def load(self) -> TaskData:
+        folder = locate_collection(self.family, self.data, self.files)
+        if all((folder / name).is_file() for name in self.files):
+            corpus, queries, qrels = self.read_originals(folder)
+            paths = tuple(folder / name for name in self.files)
+            originals = {name: sha256_file(folder / name) for name in self.files}
+        else:
+            corpus, queries, qrels, recorded = read_packaged(folder)
+            paths = tuple(folder / name for name in PACKAGED_FILES)
+            if set(recorded) != set(self.files):
+                raise HarnessError(f"{folder / MANIFEST}: originals_sha256 must name {', '.join(self.files)}")
+            originals = {name: recorded[name] for name in self.files}
+        return self._task_data(folder, paths, originals, queries, qrels, corpus)
+
+    def _extra(self, queries: list[Query]) -> dict[str, Any]:
+        """Task-specific provenance after the common fields."""
+        return {"relevance": self.relevance}
+
     def _task_data(
-        self, folder: Path, queries: list[Query], qrels: Qrels, corpus: dict[str, Document], **extra: Any
+        self,
+        folder: Path,
+        paths: tuple[Path, ...],
+        originals: dict[str, str],
+        queries: list[Query],
+        qrels: Qrels,
+        corpus: dict[str, Document],
     ) -> TaskData:
-        """The judged ``queries`` (checked against ``corpus``) as a task, with provenance plus ``extra``;
-        ``self.files`` names the documents, queries and qrels files, in that order."""
-        docs_file, queries_file, qrels_file = self.files
-        evaluated, qrels = _check_qrels(
-            qrels, queries, corpus, folder / qrels_file, folder / queries_file, folder / docs_file
-        )
+        """The judged ``queries`` (checked against ``corpus``) as a task, with provenance;
+        ``paths`` are the documents, queries and qrels files read (for error messages) and
+        ``originals`` the SHA-256 of the original files."""
+        docs_path, queries_path, qrels_path = paths
+        evaluated, judged = _check_qrels(qrels, queries, corpus, qrels_path, queries_path, docs_path)
         log.info("%s: %d documents, %d of %d queries judged", self.family, len(corpus), len(evaluated), len(queries))
         provenance = {
             "source": str(folder.resolve()),
             "revision": None,
-            "sha256": {name: sha256_file(folder / name) for name in self.files},
+            "sha256": originals,
             "split": "test",
             "n_queries": len(evaluated),
             "n_docs": len(corpus),
             "ignore_identical_ids": False,
-            **extra,
+            **self._extra(queries),
         }
         return TaskData(
             queries=evaluated,
-            qrels=qrels,
+            qrels=judged,
             corpus=corpus,
             metrics=self.metrics,
             ignore_identical_ids=False,
@@ -272,18 +462,15 @@ class CranfieldTask(_ClassicTask):
 
     family: ClassVar[str] = "cranfield"
     files: ClassVar[tuple[str, ...]] = ("cran.all.1400", "cran.qry", "cranqrel")
+    relevance: ClassVar[str] = (
+        "gain = 5 - Cleverdon code (1->4 ... 4->1); code -1 dropped; query ids = ordinals in cran.qry"
+    )
 
-    def load(self) -> TaskData:
-        folder = locate_collection(self.family, self.data, self.files)
-        corpus = read_cranfield_docs(folder / "cran.all.1400")
-        queries = read_cranfield_queries(folder / "cran.qry")
-        qrels = read_cranfield_qrels(folder / "cranqrel")
-        return self._task_data(
-            folder,
-            queries,
-            qrels,
-            corpus,
-            relevance="gain = 5 - Cleverdon code (1->4 ... 4->1); code -1 dropped; query ids = ordinals in cran.qry",
+    def read_originals(self, folder: Path) -> tuple[dict[str, Document], list[Query], Qrels]:
+        return (
+            read_cranfield_docs(folder / "cran.all.1400"),
+            read_cranfield_queries(folder / "cran.qry"),
+            read_cranfield_qrels(folder / "cranqrel"),
         )
 
 
@@ -334,9 +521,9 @@ class CacmTask(_ClassicTask):
 
     family: ClassVar[str] = "cacm"
     files: ClassVar[tuple[str, ...]] = ("cacm.tar.gz", "topics.cacm.txt", "qrels.cacm.txt")
+    relevance: ClassVar[str] = "binary TREC qrels; unjudged topics skipped"
 
-    def load(self) -> TaskData:
-        folder = locate_collection(self.family, self.data, self.files)
+    def read_originals(self, folder: Path) -> tuple[dict[str, Document], list[Query], Qrels]:
         corpus = read_cacm_docs(folder / "cacm.tar.gz")
         topics = read_trec_topics(folder / "topics.cacm.txt")
         queries = [Query(id=qid, text=text) for qid, text in topics.items()]
@@ -344,11 +531,7 @@ class CacmTask(_ClassicTask):
             q: {cacm_doc_id(d): rel for d, rel in judged.items()}
             for q, judged in read_trec_qrels(folder / "qrels.cacm.txt").items()
         }
-        return self._task_data(
-            folder,
-            queries,
-            qrels,
-            corpus,
-            n_topics=len(queries),
-            relevance="binary TREC qrels; unjudged topics skipped",
-        )
+        return corpus, queries, qrels
+
+    def _extra(self, queries: list[Query]) -> dict[str, Any]:
+        return {"n_topics": len(queries), "relevance": self.relevance}

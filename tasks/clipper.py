@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from harness.errors import HarnessError
+from harness.hub import require_hub
 from harness.io import iter_jsonl, read_json, read_text, sha256_file
 from harness.params import as_bool
 from harness.tasks.qa_scoring import parse_answer_tag
@@ -150,6 +151,15 @@ class ClipperTask(Task):
     sample_group: ClassVar[str | None] = "pair_id"
     parameters: ClassVar[frozenset[str]] = frozenset({"allow_unpaired", "books", "limit", "revision", "verified_only"})
 
+    @classmethod
+    def variant_note(cls, provenance: Mapping[str, Any]) -> str | None:
+        """A local sample of books is its own variant: ``2 books`` (R@5 over 3 chapters is not R@5 over 20)."""
+        source = str(provenance.get("source") or "")
+        if source.startswith("hf:"):
+            return None
+        books = provenance.get("n_books")
+        return f"{books} books" if books else super().variant_note(provenance)
+
     def __init__(self, name: str | None = None, data: str | None = None, **params: Any) -> None:
         super().__init__(name=name, data=data, **params)
         self.allow_unpaired = _as_bool(params.get("allow_unpaired", False))
@@ -196,6 +206,8 @@ class ClipperTask(Task):
         from huggingface_hub.errors import EntryNotFoundError
 
         revision = self.params.get("revision")
+        require_hub("task clipper", f"{HUB_REPO} ({', '.join(HUB_FILES)})",
+                    "pass --data DIR with the two claim files or the CLIPPER books folder")
         paths = []
         for filename in HUB_FILES:
             try:

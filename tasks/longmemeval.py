@@ -58,6 +58,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from harness.errors import HarnessError
+from harness.hub import require_hub
 from harness.io import read_json, sha256_file
 from harness.tasks.qa_scoring import answer_contained, judge_says_yes, judge_template_name, longmemeval_judge_prompt
 from harness.types import Document, Instance, Query, Task, TaskData
@@ -227,6 +228,7 @@ class LongMemEvalTask(Task):
             from huggingface_hub.errors import EntryNotFoundError
 
             revision = self.params.get("revision")
+            require_hub("task longmemeval", f"{HUB_REPO}/{HUB_FILE}", "pass --data FILE with the LongMemEval JSON file")
             try:
                 path = hf_hub_download(HUB_REPO, HUB_FILE, repo_type="dataset", revision=revision)
             except (OSError, ValueError, EntryNotFoundError) as exc:  # network, offline mode, missing revision

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from harness.errors import HarnessError
+from harness.hub import require_hub
 from harness.io import iter_jsonl, read_json, sha256_file
 from harness.tasks.qa_scoring import exact_match, f1_score, max_over_answers
 from harness.types import Document, Instance, Query, Task, TaskData
@@ -209,6 +210,8 @@ class MultiHopTask(Task):
 
         hub_id = self.params.get("hub_id", self.hub_id)
         split = self.params.get("split", self.hub_split)
+        require_hub(f"task {self.family}", f"{hub_id} (split {split})",
+                    "pass --data FILE with the dataset's JSON or JSONL file")
         try:
             rows = datasets.load_dataset(hub_id, self.hub_config, split=split, revision=self.params.get("revision"))
         except (OSError, ValueError, DatasetsError) as exc:  # network, offline mode, unknown id

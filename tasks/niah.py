@@ -65,7 +65,7 @@ import hashlib
 import importlib.util
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any, ClassVar
@@ -233,6 +233,11 @@ class NiahTask(Task):
     parameters: ClassVar[frozenset[str]] = frozenset(
         {"lengths", "depths", "unit", "tokenizer", "chunk_words", "needle", "question", "prompt", "answer"}
     )
+
+    @classmethod
+    def variant_note(cls, provenance: Mapping[str, Any]) -> str | None:
+        """The haystack is the packaged essays; the grid (lengths, depths) is in the task id's record."""
+        return None
 
     def __init__(self, name: str | None = None, data: str | None = None, **params: Any) -> None:
         super().__init__(name=name, data=data, **params)

@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+# A developer's checkout is usually dirty; module-scoped fixtures run before per-test settings, so
+# this is process-wide. The refusal itself is tested in tests/harness/test_hardening.py.
+os.environ["HARNESS_ALLOW_DIRTY"] = "1"
 
 
 def _shared_data_dir() -> Path:
@@ -38,5 +41,3 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     monkeypatch.setenv("DISABLE_TQDM", "1")
-    # A developer's checkout is usually dirty; the refusal itself is tested in test_hardening.
-    monkeypatch.setenv("HARNESS_ALLOW_DIRTY", "1")

@@ -7,7 +7,12 @@ A head is ``(layer, head)``, 0-indexed, written ``"layer-head"`` (``"14-22"``). 
 - ``full`` (every head of every layer: ICR);
 - a comma list ``"14-22,13-16"``;
 - a path to a head file ``{"model", "revision", "objective", "heads": [["layer-head", score], ...],
-  "top": 16, ...}`` of which the first ``top`` heads are used.
+  "top": 16, ...}`` of which the first ``top`` heads are used;
+- ``random:N:SEED`` (N distinct heads drawn uniformly from all layers × heads with NumPy's
+  ``default_rng(SEED)``; ``random:N`` is seed 0), ``top:N:FILE`` (the N best heads of a head
+  file, whatever its ``top``) and ``exclude:FILE`` (every head but the file's top set): the
+  controls of the paper's Tables 3 and 8. Their :attr:`HeadSelection.detail` records the spec,
+  the seed or the file's sha256.
 
 Default (``heads=None``): the paper models use ``nq``; the offline aliases use
 ``results/heads/<alias>.json`` when it exists, else ``full`` with a warning.
@@ -19,7 +24,7 @@ import hashlib
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +122,8 @@ class HeadSelection:
     name: str
     heads: tuple[Head, ...]
     source: str = ""
+    #: What a result records beyond name and list for the spec forms (spec, seed, file sha256); else {}.
+    detail: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def max_layer(self) -> int:
@@ -180,8 +187,9 @@ def validate_heads(heads: Sequence[Head], shape: ModelShape, *, where: str) -> N
         seen.add(h)
 
 
-def load_head_file(path: str | os.PathLike[str]) -> tuple[list[Head], dict[str, Any]]:
-    """Read a head file; return its first ``top`` heads and the whole object."""
+def load_head_file(path: str | os.PathLike[str], *, ranked: bool = False) -> tuple[list[Head], dict[str, Any]]:
+    """Read a head file; return its first ``top`` heads (``ranked``: every head it lists, best
+    first) and the whole object."""
     from harness.io import read_json
 
     obj = read_json(path, invalid="not valid JSON")
@@ -191,7 +199,7 @@ def load_head_file(path: str | os.PathLike[str]) -> tuple[list[Head], dict[str, 
     if not isinstance(top, int) or top < 1:
         raise HarnessError(f"{path}: field 'top' must be a positive integer, got {top!r}")
     heads: list[Head] = []
-    for i, entry in enumerate(obj["heads"][:top]):
+    for i, entry in enumerate(obj["heads"] if ranked else obj["heads"][:top]):
         label = entry[0] if isinstance(entry, list) and entry else entry
         if not isinstance(label, str):
             raise HarnessError(f"{path}: heads[{i}] must be ['layer-head', score], got {entry!r}")
@@ -199,16 +207,110 @@ def load_head_file(path: str | os.PathLike[str]) -> tuple[list[Head], dict[str, 
     return heads, obj
 
 
+#: The spec forms of ``--heads`` beyond set names, lists and files (see the module docstring).
+SPEC_FORMS = ("random", "top", "exclude")
+
+
+def random_heads(n: int, shape: ModelShape, seed: int = 0, *, where: str = "--heads") -> tuple[Head, ...]:
+    """``n`` distinct heads drawn uniformly from all ``layers × heads`` with NumPy's ``default_rng(seed)``.
+
+    >>> shape = ModelShape("llama", 2, 4, 2, 64)
+    >>> random_heads(3, shape, 7) == random_heads(3, shape, 7), len(set(random_heads(8, shape, 1)))
+    (True, 8)
+    """
+    import numpy as np
+
+    total = shape.num_layers * shape.num_heads
+    if not 1 <= n <= total:
+        raise HarnessError(f"{where}=random:{n}: N must be 1..{total}, the model has {total} heads ({shape.describe()})")
+    picks = np.random.default_rng(seed).choice(total, size=n, replace=False)
+    return tuple((int(i) // shape.num_heads, int(i) % shape.num_heads) for i in picks)
+
+
+def _file_heads(path: str, where: str, *, ranked: bool) -> tuple[list[Head], str]:
+    """A head file's heads (its top set, or every head best first) and the file's sha256."""
+    if not path or not os.path.isfile(path):
+        raise HarnessError(f"{where}: head file {path or '(none)'} not found")
+    heads, _ = load_head_file(path, ranked=ranked)
+    return heads, hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _check_count(n: int, spec: str, shape: ModelShape, where: str) -> None:
+    total = shape.num_layers * shape.num_heads
+    if not 1 <= n <= total:
+        raise HarnessError(f"{where}={spec!r}: N must be 1..{total}, the model has {total} heads ({shape.describe()})")
+
+
+def _random_form(spec: str, shape: ModelShape, where: str) -> HeadSelection:
+    parts = spec.split(":")[1:]
+    if not 1 <= len(parts) <= 2 or not all(part.strip().isdigit() for part in parts):
+        raise HarnessError(f"{where}={spec!r}: expected random:N or random:N:SEED (N heads drawn with seed SEED)")
+    n, seed = int(parts[0]), int(parts[1]) if len(parts) == 2 else 0
+    _check_count(n, spec, shape, where)
+    name = f"random:{n}:{seed}"
+    return HeadSelection(name, random_heads(n, shape, seed, where=where), "random", {"spec": name, "seed": seed})
+
+
+def _top_form(spec: str, shape: ModelShape, where: str) -> HeadSelection:
+    count, _, path = spec.split(":", 1)[1].partition(":")
+    if not count.strip().isdigit() or not path:
+        raise HarnessError(f"{where}={spec!r}: expected top:N:FILE (the N best heads of a head file)")
+    n = int(count)
+    _check_count(n, spec, shape, where)
+    ranked, digest = _file_heads(path, where, ranked=True)
+    if n > len(ranked):
+        raise HarnessError(f"{where}={spec!r}: {path} lists only {len(ranked)} heads")
+    validate_heads(ranked[:n], shape, where=path)
+    return HeadSelection(f"top:{n}:{Path(path).name}", tuple(ranked[:n]), path, {"spec": spec, "file_sha256": digest})
+
+
+def _exclude_form(spec: str, shape: ModelShape, where: str) -> HeadSelection:
+    path = spec.split(":", 1)[1]
+    if not path:
+        raise HarnessError(f"{where}={spec!r}: expected exclude:FILE (every head but the file's top set)")
+    top_set, digest = _file_heads(path, where, ranked=False)
+    validate_heads(top_set, shape, where=path)
+    dropped = set(top_set)
+    kept = tuple(h for h in all_heads(shape) if h not in dropped)
+    if not kept:
+        raise HarnessError(f"{where}={spec!r}: the file's top set is every head of the model; nothing is left")
+    return HeadSelection(f"exclude:{Path(path).name}", kept, path,
+                         {"spec": spec, "file_sha256": digest, "excluded": len(dropped)})
+
+
+def resolve_spec_form(spec: str, shape: ModelShape, *, where: str = "--heads") -> HeadSelection:
+    """``random:N[:SEED]``, ``top:N:FILE`` or ``exclude:FILE`` as a validated :class:`HeadSelection`.
+
+    >>> sel = resolve_spec_form("random:3:7", ModelShape("llama", 2, 4, 2, 64))
+    >>> sel.name, len(sel.heads), sel.detail
+    ('random:3:7', 3, {'spec': 'random:3:7', 'seed': 7})
+    """
+    form = spec.partition(":")[0]
+    if form == "random":
+        return _random_form(spec, shape, where)
+    if form == "top":
+        return _top_form(spec, shape, where)
+    if form == "exclude":
+        return _exclude_form(spec, shape, where)
+    raise unknown_name("head spec form", form, SPEC_FORMS)
+
+
 def known_set_names(shape: ModelShape) -> list[str]:
     key = shape.paper_key
-    names = ["full"]
+    names = ["full", "random:N:SEED", "top:N:FILE", "exclude:FILE"]
     names += [s for (k, s) in PAPER_HEAD_SETS if k == key]
     names += [f"{k}:{s}" for (k, s) in PAPER_HEAD_SETS]
     return names
 
 
-def resolve_heads(spec: str | None, shape: ModelShape, *, alias: str | None = None) -> HeadSelection:
-    """Turn ``--heads`` (or ``None``: the model's default) into a validated :class:`HeadSelection`."""
+def resolve_heads(spec: str | None, shape: ModelShape, *, alias: str | None = None,
+                  where: str = "--heads") -> HeadSelection:
+    """Turn ``--heads`` (or ``None``: the model's default) into a validated :class:`HeadSelection`.
+
+    >>> shape = ModelShape("llama", 2, 4, 2, 64)
+    >>> resolve_heads("random:3:7", shape).name, len(resolve_heads("full", shape).heads)
+    ('random:3:7', 8)
+    """
     if spec is None:
         key = shape.paper_key
         if key is not None and (key, "nq") in PAPER_HEAD_SETS:
@@ -225,6 +327,8 @@ def resolve_heads(spec: str | None, shape: ModelShape, *, alias: str | None = No
     spec = spec.strip()
     if spec == "full":
         return HeadSelection("full", all_heads(shape), "full")
+    if spec.partition(":")[0] in SPEC_FORMS:
+        return resolve_spec_form(spec, shape, where=where)
     if spec.endswith(".json") or os.path.sep in spec or os.path.isfile(spec):
         if not os.path.isfile(spec):
             raise HarnessError(f"--heads: head file {spec} not found")

@@ -27,10 +27,10 @@ Two modes:
 
 Head lists come from :func:`resolve_mask`: the ``--heads`` syntax of
 :func:`harness.attention.heads.resolve_heads` (``"14-22,13-16"``, a head file, a paper set
-name such as ``llama-3.1-8b:lme``, ``full``), optionally cut to its first ``top`` heads (head files
-list heads best first), or ``random:N[:SEED]`` for N heads drawn uniformly without replacement
-(the script's random-head control draws its heads differently and skips its top-100 retrieval
-heads; ours draws from all heads).
+name such as ``llama-3.1-8b:lme``, ``full``, ``top:N:FILE``, ``exclude:FILE``), optionally cut to
+its first ``top`` heads (head files list heads best first), or ``random:N[:SEED]`` for N heads
+drawn uniformly without replacement (the script's random-head control draws its heads
+differently and skips its top-100 retrieval heads; ours draws from all heads).
 
 Example::
 
@@ -48,6 +48,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from harness.attention.heads import random_heads
 from harness.errors import HarnessError
 
 log = logging.getLogger(__name__)
@@ -107,23 +108,13 @@ def _shape(model: Any) -> Any:
     return ModelShape.from_config(model.config)
 
 
-def random_heads(n: int, shape: Any, seed: int = 0) -> tuple[Head, ...]:
-    """``n`` distinct heads drawn uniformly from all ``layers × heads`` with a NumPy ``Generator(seed)``."""
-    import numpy as np
-
-    total = shape.num_layers * shape.num_heads
-    if not 1 <= n <= total:
-        raise HarnessError(f"mask_heads=random:{n}: the model has {total} heads ({shape.describe()})")
-    picks = np.random.default_rng(seed).choice(total, size=n, replace=False)
-    return tuple((int(i) // shape.num_heads, int(i) % shape.num_heads) for i in picks)
-
-
 def resolve_mask(spec: Any, model: Any, *, mode: str = "output", top: int | None = None) -> HeadMask | None:
     """The :class:`HeadMask` of the generator options ``mask_heads`` / ``mask_mode`` / ``mask_top``.
 
     ``spec`` is None, ``""`` or ``"none"`` (no mask: returns None), a list of ``"layer-head"``
-    strings, ``random:N[:SEED]``, or anything ``--heads`` accepts (validated against ``model``'s
-    shape). ``top`` keeps the first ``top`` heads of the selection.
+    strings, or anything ``--heads`` accepts (validated against ``model``'s shape), including
+    ``random:N[:SEED]``, ``top:N:FILE`` and ``exclude:FILE``. ``top`` keeps the first ``top``
+    heads of the selection.
     """
     from harness.attention.heads import resolve_heads, validate_heads
 
@@ -136,20 +127,8 @@ def resolve_mask(spec: Any, model: Any, *, mode: str = "output", top: int | None
     if not isinstance(spec, str):
         raise HarnessError(f"mask_heads: expected a head list, file or set name, got {spec!r}")
     shape = _shape(model)
-    spec = spec.strip()
-    if spec.startswith("random:"):
-        parts = spec.split(":")
-        try:
-            n = int(parts[1])
-            seed = int(parts[2]) if len(parts) > 2 else 0
-        except (IndexError, ValueError):
-            raise HarnessError(f"mask_heads={spec!r}: expected random:N or random:N:SEED") from None
-        if len(parts) > 3:
-            raise HarnessError(f"mask_heads={spec!r}: expected random:N or random:N:SEED")
-        name, heads = f"random:{n}:{seed}", random_heads(n, shape, seed)
-    else:
-        selection = resolve_heads(spec, shape)
-        name, heads = selection.name, tuple(selection.heads)
+    selection = resolve_heads(spec.strip(), shape, where="mask_heads")
+    name, heads = selection.name, tuple(selection.heads)
     if top is not None:
         if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= len(heads):
             raise HarnessError(f"generator option mask_top={top!r}: expected 1..{len(heads)} (heads in {name})")

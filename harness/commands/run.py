@@ -15,7 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--task", required=True, help="task id (beir/scifact, niah, ...), module:Class, or a BEIR-format folder")
     p.add_argument("--retriever", required=True, help="retriever name (bm25, dense, qr, icr, ...) or module:Class")
     p.add_argument("--model", help="model id, local folder, GGUF file or offline alias for the retriever")
-    p.add_argument("--heads", help="head set for qr: a set name (nq, lme), 'full', a list '14-22,13-16' or a head file")
+    p.add_argument("--heads", help="head set for qr: a set name (nq, lme), 'full', a list '14-22,13-16', a head file, "
+                   "'random:N:SEED', 'top:N:FILE' or 'exclude:FILE'")
     p.add_argument("--data", help="local files of the task in their original format, instead of the hub")
     p.add_argument("--first-stage", help="first-stage retriever whose top --depth candidates are re-ranked (default bm25 for re-rankers)")
     p.add_argument("--depth", type=int, help="first-stage depth (BEIR default 200); for first-stage runs, how many to keep")
@@ -23,6 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--exclude-queries", metavar="FILE", help="leave out these queries: a head file (its query_ids) or one id per line")
     p.add_argument("--seed", type=int, default=42, help="sampling seed (default 42, as the paper)")
     p.add_argument("--truncate-words", type=positive_int, help="keep the first W words of each candidate (BEIR re-ranking default 400)")
+    p.add_argument("--shuffle-candidates", type=int, metavar="SEED",
+                   help="re-rankers on corpus tasks: shuffle each query's first-stage candidates (seeded by SEED and the "
+                   "query id), so position cannot help (the paper's Table 3)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="retriever parameter, e.g. --set k1=1.2 (repeatable)")
     p.add_argument("--task-set", action="append", metavar="KEY=VALUE", help="task parameter, e.g. --task-set lengths=[1000,2000]")
     p.add_argument("--output", help="result JSON path (default results/<task>/<retriever>....json)")
@@ -57,7 +61,7 @@ def main(args: argparse.Namespace) -> int:
         retriever_params=params, task_params=parse_assignments(args.task_set, "--task-set"),
         first_stage=args.first_stage, depth=args.depth, max_queries=args.max_queries, seed=args.seed,
         exclude_queries=args.exclude_queries,
-        truncate_words=args.truncate_words, generate=args.generate, generator=args.generator, judge=args.judge,
+        truncate_words=args.truncate_words, shuffle_candidates=args.shuffle_candidates, generate=args.generate, generator=args.generator, judge=args.judge,
         generator_options=parse_assignments(args.generator_set, "--generator-set"),
         judge_options=parse_assignments(args.judge_set, "--judge-set"), top_k=args.top_k, full_context=args.full_context, max_tokens=args.max_tokens,
         allow_failures=args.allow_failures, run_depth=args.run_depth, allow_dirty=args.allow_dirty,

@@ -28,6 +28,6 @@ def main(args: argparse.Namespace) -> int:
         for warning in warnings:
             print(f"{path}: warning: {warning}")
         print(f"{path}: ok")
-    if failed:
+    if failed and len(args.files) > 1:
         print(f"{failed} of {len(args.files)} files failed", file=sys.stderr)
     return 2 if failed else 0

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError, unknown_name
 from harness.models.gguf import _first_line, _respect_disable_tqdm
-from harness.models.resolve import ModelInfo, resolve_model
+from harness.models.resolve import ModelInfo, ensure_available, resolve_model
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -44,6 +44,7 @@ def _pretrained_kwargs(info: ModelInfo) -> dict[str, Any]:
 def load_tokenizer(spec: str) -> Any:
     """``AutoTokenizer`` for a model spec (alias, path, GGUF or hub id)."""
     info = resolve_model(spec)
+    ensure_available(info)
     return _load_tokenizer(info)
 
 
@@ -153,6 +154,7 @@ def load_causal_lm(
     from transformers import AutoModelForCausalLM
 
     info = resolve_model(spec)
+    ensure_available(info)
     _respect_disable_tqdm()
     started = time.perf_counter()
     kwargs: dict[str, Any] = _pretrained_kwargs(info)

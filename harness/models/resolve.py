@@ -309,10 +309,9 @@ _HUB_ID = re.compile(r"^(?:[A-Za-z0-9][\w.\-]*/)?[A-Za-z0-9][\w.\-]*$")
 
 
 def _hf_offline() -> bool:
-    return any(
-        os.environ.get(name, "").upper() in {"1", "ON", "YES", "TRUE"}
-        for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-    )
+    from harness.hub import offline_variable
+
+    return offline_variable() is not None
 
 
 def _hub_cached_config(repo_id: str, revision: str | None) -> Path | None:
@@ -350,6 +349,17 @@ def _resolve_hub(spec: str) -> ModelInfo:
             f" Hugging Face cache, {why}{hint}"
         )
     return ModelInfo(spec=spec, path=repo_id, source="hub", alias=None, revision=revision, family=family)
+
+
+def ensure_available(info: ModelInfo) -> None:
+    """Before loading: a hub model that is not in the local cache needs the hub now; without it,
+    fail at once with one line that names the offline aliases."""
+    if info.source != "hub" or _hub_cached_config(info.path, None if info.revision == "main" else info.revision):
+        return
+    from harness.hub import require_hub
+
+    require_hub(f"model {info.spec}", info.path, "download it on a machine with a network (large models also need "
+                f"a GPU), or use an offline alias ({', '.join(ALIASES)}) or a local folder")
 
 
 def _close_alias(name: str) -> bool:

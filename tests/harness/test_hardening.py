@@ -310,3 +310,16 @@ def test_a_result_from_uncommitted_code_needs_allow_dirty(cli, beir_dir: Path, t
     env = Result.from_json(tmp_path / "b.json").environment
     assert env["allow_dirty"] is True
     assert env["command"].startswith("harness --no-progress run --task ") and "--allow-dirty" in env["command"]
+
+
+def test_scores_from_the_resume_cache_name_the_code_that_computed_them(beir_dir: Path, tmp_path: Path,
+                                                                        monkeypatch) -> None:
+    from harness import resume
+    from harness.runner import RunConfig, execute
+
+    config = {"task": str(beir_dir), "retriever": "bm25", "first_stage": "bm25", "depth": 5, "show_progress": False}
+    monkeypatch.setattr(resume, "_commit", lambda: "old-commit")
+    execute(RunConfig(**config, output=str(tmp_path / "a.json")))
+    monkeypatch.setattr(resume, "_commit", lambda: "new-commit")
+    second, _ = execute(RunConfig(**config, output=str(tmp_path / "b.json")))  # every query from the cache
+    assert second.environment["scored_by"] == ["old-commit"]

@@ -130,4 +130,35 @@ def test_runs_that_differ_only_in_masked_heads_or_truncation_are_different_rows(
     assert "→ hf:smollm2-135m [full context] |" in markdown
     assert "[full context, 16 heads masked: file:heads.json@top16]" in markdown
     assert "[full context, 16 heads masked: random:16:0]" in markdown
-    assert "bm25 (≤300 words/doc)" in markdown
+    # documents cut for every retriever: a variant of the task, in a table of its own
+    assert "### beir/toy [local data toy, ≤300 words/doc]" in markdown
+
+
+def test_a_sample_is_its_own_variant_with_its_own_baseline(results_dir: Path, tmp_path: Path) -> None:
+    """A sampled run is never compared with the full-data rows; without a BM25 run on the same
+    queries its table says so instead of marking."""
+    root = tmp_path / "results"
+    shutil.copytree(results_dir, root)
+    beir = results_dir.parent / "toy"
+    execute(RunConfig(task=str(beir), retriever="dense", max_queries=12, results_root=str(root), show_progress=False))
+    markdown, _, _ = build(root)
+    sections = markdown.split("\n### ")
+    sample = next(s for s in sections if s.startswith("beir/toy [local data toy, 12 of 40 queries, seed 42]"))
+    assert "No BM25 run on these documents and queries" in sample and "(baseline)" not in sample
+    full = next(s for s in sections if s.startswith("beir/toy [local data toy]\n"))
+    assert "(baseline)" in full and "12 of 40" not in full
+    execute(RunConfig(task=str(beir), retriever="bm25", max_queries=12, results_root=str(root), show_progress=False))
+    sample = next(s for s in build(root)[0].split("\n### ") if s.startswith("beir/toy [local data toy, 12 of 40"))
+    assert "(baseline)" in sample and "No BM25 run" not in sample
+
+
+def test_reproduce_calls_a_variant_not_comparable_with_the_paper(results_dir: Path, tmp_path: Path) -> None:
+    from harness.reproduce import Cell, check_cell
+
+    beir = results_dir.parent / "toy"
+    _, path = execute(RunConfig(task=str(beir), retriever="bm25", max_queries=12, output=str(tmp_path / "s.json"),
+                                show_progress=False))
+    paper = Cell("c", "2", "beir/toy", "nDCG@10", 0.99, 0.01, str(path), "harness run ...", origin="Table 2, BM25")
+    assert check_cell(paper).status == "NOT COMPARABLE"
+    recipe = Cell("c", "offline", "beir/toy", "nDCG@10", 0.99, 0.01, str(path), "harness run ...", origin="recipe")
+    assert check_cell(recipe).status == "FAIL"

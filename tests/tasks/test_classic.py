@@ -84,11 +84,13 @@ def test_missing_collection_says_where_it_looked(tmp_path: Path, monkeypatch: py
         match=r"cranfield: files cran\.all\.1400, cran\.qry, cranqrel not found \(looked in .*\); pass --data DIR",
     ):
         CranfieldTask(data=str(tmp_path)).load()
-    # the default search: $HARNESS_SHARED_DATA, ../shared/data beside the repo, ../shared/data from the cwd
+    # the default search: $HARNESS_SHARED_DATA, ../shared/data beside the repo, ../shared/data from the cwd,
+    # then the packaged copy (made absent here; tests/tasks/test_classic_packaged.py reads it)
     import harness.tasks.classic
 
     monkeypatch.setenv("HARNESS_SHARED_DATA", str(tmp_path / "env"))
     monkeypatch.setattr(harness.tasks.classic, "_REPO", tmp_path / "a" / "repo")
+    monkeypatch.setattr(harness.tasks.classic, "PACKAGED_DATA", tmp_path / "no-package")
     (tmp_path / "b" / "cwd").mkdir(parents=True)
     monkeypatch.chdir(tmp_path / "b" / "cwd")
     with pytest.raises(HarnessError) as info:
@@ -99,7 +101,9 @@ def test_missing_collection_says_where_it_looked(tmp_path: Path, monkeypatch: py
         tmp_path / "a" / "shared" / "data" / "cacm",
         tmp_path / "b" / "shared" / "data" / "cacm",
     ]
-    assert f"(looked in {', '.join(map(str, expected))})" in message and "\n" not in message
+    packaged = tmp_path / "no-package" / "cacm"
+    assert f"(looked in {', '.join(map(str, expected))}, the packaged copy {packaged})" in message
+    assert "\n" not in message
     # and the cwd-relative place is used when it holds the files
     shutil.copytree(CRAN_TINY, tmp_path / "b" / "shared" / "data" / "cranfield")
     assert len(CranfieldTask().load().corpus) == 3
