@@ -84,6 +84,9 @@ class Row:
             details.append(f"heads {r.heads_name}")
         if self.result.truncate_words and self.result.first_stage:  # a re-ranker's own cut
             details.append(f"≤{self.result.truncate_words} words/doc")
+        shuffle = self.result.task.extra.get("shuffle_candidates")
+        if shuffle is not None:  # the same documents and queries, presented in shuffled order
+            details.append(f"shuffled candidates, seed {shuffle}")
         if details:
             label += f" ({', '.join(details)})"
         gen = self.result.generation
@@ -111,6 +114,7 @@ class Row:
             json.dumps((gen.get("generator") or {}).get("sampling"), sort_keys=True),
             self.result.truncate_words,
             self.result.task.n_queries, self.result.task.excluded_queries_from,
+            self.result.task.extra.get("shuffle_candidates"),
         )
 
 
@@ -153,8 +157,9 @@ def collect(root: str | Path) -> tuple[list[Row], list[str]]:
 
 def variant_of(result: Result) -> str:
     """The variant of a result's task: the data note of its task class (a sample of books, local
-    data), the query sample, the document cut when every retriever saw cut documents (no first
-    stage), and shuffled candidates. Reported rows are the full task."""
+    data), the query sample, and the document cut when every retriever saw cut documents (no
+    first stage). A re-ranker's own cut and shuffled candidates change the row, not the documents
+    and queries: they are in the row's label. Reported rows are the full task."""
     if result.kind != "measured":
         return ""
     from harness.registry import task_variant_note
@@ -167,8 +172,6 @@ def variant_of(result: Result) -> str:
         notes.append(f"{task.n_queries} of {task.n_available} queries, seed {task.seed}")
     if result.truncate_words and not result.first_stage:
         notes.append(f"≤{result.truncate_words} words/doc")
-    if task.extra.get("shuffle_candidates") is not None:
-        notes.append(f"candidates shuffled, seed {task.extra['shuffle_candidates']}")
     return ", ".join(n for n in notes if n)
 
 
