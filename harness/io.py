@@ -96,6 +96,16 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         raise
 
 
+def write_png(fig: Any, path: str | os.PathLike[str], dpi: int = 100) -> None:
+    """Save a matplotlib figure as a PNG, atomically and byte-for-byte reproducibly (no
+    ``Software`` tag: the same figure gives the same bytes)."""
+    import io as _io
+
+    buffer = _io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
+    atomic_write_bytes(path, buffer.getvalue())
+
+
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     """Write ``obj`` as indented, key-sorted JSON, atomically."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")

@@ -35,7 +35,7 @@ import pandas as pd
 import tabulate
 
 from harness.errors import HarnessError
-from harness.io import atomic_write_bytes, atomic_write_text
+from harness.io import atomic_write_text, write_png
 from harness.results import Result
 from harness.stats import holm, paired_randomization_test
 
@@ -507,10 +507,8 @@ def plot_png(plot: list[dict[str, Any]], path: Path) -> None:
         ax.tick_params(labelsize=7)
         ax.set_xlim(0, 100)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90, metadata={"Software": None})
+    write_png(fig, path, dpi=90)
     plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
 
 
 def write(root: str | Path = "results", output: str | Path | None = None) -> list[Path]:

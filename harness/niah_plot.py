@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.io import read_json
+from harness.io import read_json, write_png
 
 log = logging.getLogger(__name__)
 
@@ -167,11 +167,7 @@ def plot_heatmap(
             ax.set_title(textwrap.fill(text, width=int(fig.get_figwidth() * 12)), fontsize=9)
             fig.colorbar(image, ax=ax, label=f"{grid.metric} ×100")
             fig.tight_layout()
-            out = Path(png_path)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-            fig.savefig(tmp, format="png", dpi=dpi, metadata={"Software": None})
-            os.replace(tmp, out)
+            write_png(fig, png_path, dpi=dpi)
         finally:
             plt.close(fig)
     log.info("wrote %s (%s, %d lengths × %d depths, mean %.1f)", png_path, grid.metric, n_l, n_d, grid.mean)

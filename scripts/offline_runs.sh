@@ -67,4 +67,17 @@ if [[ $step == all || $step == qa ]]; then
   $H run --task clipper --data "$CL" --retriever icr --model smollm2-135m $P
   $H run --task clipper --data "$CL" --retriever rankgpt --model smollm2-135m $P
 fi
+if [[ $step == all || $step == heads ]]; then
+  # Which heads (the paper's Table 3 protocol, on CPU): SmolLM2's QRHeads, its retrieval heads (RetHead,
+  # detected on NIAH), 16 random heads and all heads, re-ranking BM25's top 10 of 32 held-out Cranfield
+  # queries with the candidates shuffled (seed 42) so that position cannot help.
+  [[ -f results/heads/smollm2-135m-retrieval-head.json ]] || $H detect --objective retrieval-head \
+    --model smollm2-135m --task niah --task-set 'lengths=[1000,2000,3000]' --task-set 'depths=[0,25,50,75,100]' \
+    --output results/heads/smollm2-135m-retrieval-head.json
+  C="--task cranfield --exclude-queries results/heads/cranfield-detection-queries.txt --max-queries 32"
+  C="$C --first-stage bm25 --depth 10 --truncate-words 150 --shuffle-candidates 42 --model smollm2-135m"
+  for heads in results/heads/smollm2-135m.json results/heads/smollm2-135m-retrieval-head.json random:16:0 full; do
+    $H run $C --retriever qr --heads "$heads"
+  done
+fi
 $H leaderboard

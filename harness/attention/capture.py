@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -228,3 +230,24 @@ def register() -> str:
         log.debug("transformers has no AttentionMaskInterface; relying on its default 4D mask")
     _registered = True
     return ATTN_NAME
+
+
+@contextmanager
+def implementation(*models: Any) -> Iterator[None]:
+    """Route the attention of ``models`` (a causal LM and its base model: their configs may be
+    one object or two) through :data:`ATTN_NAME` for the duration of the block, then restore."""
+    configs = {id(m.config): m.config for m in models}.values()
+    saved = [(c, getattr(c, "_attn_implementation", None)) for c in configs]
+    try:
+        for c, _ in saved:
+            c._attn_implementation = ATTN_NAME
+        yield
+    finally:
+        for c, old in saved:
+            c._attn_implementation = old
+
+
+def device_of(model: Any) -> Any:
+    """The device of a model's input embeddings (where its input ids must live)."""
+    return model.get_input_embeddings().weight.device
+

@@ -229,20 +229,11 @@ class AttentionEngine:
 
     # ------------------------------------------------------------------ forwards
 
-    @contextmanager
-    def _attention_impl(self) -> Iterator[None]:
-        configs = {id(c): c for c in (self.model.config, self.base.config)}.values()
-        saved = [(c, getattr(c, "_attn_implementation", None)) for c in configs]
-        try:
-            for c, _ in saved:
-                c._attn_implementation = capture.ATTN_NAME
-            yield
-        finally:
-            for c, old in saved:
-                c._attn_implementation = old
+    def _attention_impl(self) -> Any:
+        return capture.implementation(self.model, self.base)
 
     def _device(self) -> torch.device:
-        return self.base.get_input_embeddings().weight.device
+        return capture.device_of(self.base)
 
     def _forward(self, ids: list[int], cache: Any, session: capture.CaptureSession) -> None:
         input_ids = torch.tensor([ids], dtype=torch.long, device=self._device())

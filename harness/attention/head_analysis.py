@@ -25,11 +25,11 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from harness.attention.heads import Head, parse_head_list
 from harness.errors import HarnessError
+from harness.io import write_png
 
 
 @dataclass(frozen=True)
@@ -187,11 +187,7 @@ def plot_head_heatmap(scores: HeadScores, png_path: str | os.PathLike[str], *, t
                          f"{f' (top {len(best)} outlined)' if best else ''}", fontsize=9)
             fig.colorbar(image, ax=ax, label="head score")
             fig.tight_layout()
-            out = Path(png_path)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-            fig.savefig(tmp, format="png", dpi=dpi, metadata={"Software": None})
-            os.replace(tmp, out)
+            write_png(fig, png_path, dpi=dpi)
         finally:
             plt.close(fig)
 

@@ -32,8 +32,7 @@ row per head per step; only the arg-max position of each head is kept.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,22 +178,15 @@ class CopyDecoder:
         self._kw = {id(m): _cache_kw(m) for m in (model, self.base)}  # transformers 5 renames past_key_values
         capture.register()
 
-    @contextmanager
-    def _capture_impl(self) -> Iterator[None]:
+    def _capture_impl(self) -> Any:
         from harness.attention import capture
 
-        configs = {id(c): c for c in (self.model.config, self.base.config)}.values()
-        saved = [(c, getattr(c, "_attn_implementation", None)) for c in configs]
-        try:
-            for c, _ in saved:
-                c._attn_implementation = capture.ATTN_NAME
-            yield
-        finally:
-            for c, old in saved:
-                c._attn_implementation = old
+        return capture.implementation(self.model, self.base)
 
     def _device(self) -> torch.device:
-        return self.base.get_input_embeddings().weight.device
+        from harness.attention import capture
+
+        return capture.device_of(self.base)
 
     def _step(self, token: int, cache: Any) -> tuple[int, torch.Tensor]:
         """One decoding step: the next token and the rows ``[L, H, keys]`` of ``token``'s query."""

@@ -204,3 +204,12 @@ def test_old_built_in_module_names_still_work_on_the_command_line() -> None:
 
     assert retriever_class("retrievers.bm25:BM25Retriever") is retriever_class("bm25")
     assert retriever_class("harness.retrievers.bm25:BM25Retriever") is retriever_class("bm25")
+
+
+def test_under_torchrun_only_rank_0_prints_an_error(cli, monkeypatch) -> None:
+    monkeypatch.setenv("RANK", "1")
+    res = cli("run", "--task", "no-such-task", "--retriever", "bm25")
+    assert res.code == 2 and res.err.strip() == ""
+    monkeypatch.setenv("RANK", "0")
+    res = cli("run", "--task", "no-such-task", "--retriever", "bm25")
+    assert res.code == 2 and len(res.err.strip().splitlines()) == 1 and "unknown task" in res.err
