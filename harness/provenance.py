@@ -23,13 +23,17 @@ def _version(dist: str) -> str | None:
 
 
 def git_commit() -> str | None:
-    """The harness checkout's commit, with ``+dirty`` when tracked files are modified."""
+    """The harness checkout's commit, with ``+dirty`` when tracked files outside ``results/`` are modified.
+
+    ``results/`` holds what runs write, not code: a result written by one run must not make the next
+    run's code look uncommitted."""
     try:
         commit = subprocess.run(
             ["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
+            ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no", "--", ".",
+             ":(exclude)results"],
             capture_output=True, text=True, timeout=10, check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
@@ -56,13 +60,14 @@ def device_name() -> str:
     return "cpu:" + cpu_model()
 
 
-def environment() -> dict[str, Any]:
-    """Versions and machine, recorded in every result file."""
+def environment(commit: str | None = None) -> dict[str, Any]:
+    """Versions and machine, recorded in every result file; ``commit`` is a reading of
+    :func:`git_commit` taken earlier (a run takes one before it scores), else one is taken now."""
     from harness import __version__
 
     return {
         "harness": __version__,
-        "git_commit": git_commit(),
+        "git_commit": commit or git_commit(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "device": device_name(),

@@ -439,8 +439,9 @@ def _check_failures(config: RunConfig, info: dict[str, Any]) -> None:
 
 # -- step 4: assemble ------------------------------------------------------------------------------------
 def assemble(config: RunConfig, prepared: Prepared, retriever: Retriever, scored: Scored, evaluated: Evaluated,
-             started: float) -> Result:
-    """The typed result of the run (not yet written)."""
+             started: float, commit: str | None = None) -> Result:
+    """The typed result of the run (not yet written); ``commit`` is the checkout's state read before scoring."""
+    commit = commit or provenance.git_commit()
     task, data = prepared.task, prepared.data
     task_info = {
         "id": task.id, **{k: v for k, v in data.provenance.items() if k != "id"},
@@ -459,8 +460,8 @@ def assemble(config: RunConfig, prepared: Prepared, retriever: Retriever, scored
         truncate_words=prepared.words, generation=evaluated.generation, main_metric=task.main_metric,
         metrics=mean_metrics(evaluated.per_query), per_query=evaluated.per_query,
         run_sha256=sha256_json(scored.run), config_hash=evaluated.config_hash,
-        environment={**provenance.environment(), "command": config.command,
-                     **({"allow_dirty": True} if _dirty_checkout() else {}),
+        environment={**provenance.environment(commit), "command": config.command,
+                     **({"allow_dirty": True} if _is_dirty(commit) else {}),
                      # a cache hit never restamps: the versions that computed the scores
                      **({"scored_by": scored.scored_by} if scored.scored_by else {})},
         timing={**{k: round(v, 3) for k, v in seconds.items()}, "total_seconds": round(time.time() - started, 3)},
@@ -470,8 +471,9 @@ def assemble(config: RunConfig, prepared: Prepared, retriever: Retriever, scored
     )
 
 
-def _check_config(config: RunConfig, write: bool = True) -> None:
+def _check_config(config: RunConfig, write: bool = True, commit: str | None = None) -> None:
     """Refuse a configuration that cannot work before any loading or scoring."""
+    commit = commit or provenance.git_commit()
     for path in (config.output, config.save_run):
         if path:
             check_writable(path)
@@ -485,13 +487,13 @@ def _check_config(config: RunConfig, write: bool = True) -> None:
         raise HarnessError("--generate needs --generator BACKEND:MODEL (e.g. hf:smollm2-135m)")
     if config.run_depth < 1:
         raise HarnessError(f"--run-depth must be at least 1, got {config.run_depth}")
-    if write and _dirty_checkout() and not _dirty_allowed(config):
+    if write and _is_dirty(commit) and not _dirty_allowed(config):
         raise HarnessError("the harness checkout has uncommitted changes: a result must come from committed code. "
                            "Commit first, or pass --allow-dirty (recorded in the result)")
 
 
-def _dirty_checkout() -> bool:
-    return str(provenance.git_commit() or "").endswith("+dirty")
+def _is_dirty(commit: str | None) -> bool:
+    return str(commit or "").endswith("+dirty")
 
 
 def _dirty_allowed(config: RunConfig) -> bool:
@@ -544,12 +546,13 @@ def execute(config: RunConfig, *, write: bool = True) -> tuple[Result, Path | No
     started = time.time()
     if not config.show_progress or progress_disabled_by_env():
         silence_library_progress()
-    _check_config(config, write)
+    commit = provenance.git_commit()   # one reading: later edits or written results do not change it
+    _check_config(config, write, commit)
     retriever = build_retriever(config.retriever, config.model, config.retriever_params)
     task = make_task(config.task, data=config.data, **config.task_params)
     generator, judge = _generators(config, task)
     prepared = prepare(config, reranker=not retriever.first_stage, task=task)
     scored = score(config, prepared, retriever)
     evaluated = evaluate(config, prepared, scored, generator, judge)
-    result = assemble(config, prepared, retriever, scored, evaluated, started)
+    result = assemble(config, prepared, retriever, scored, evaluated, started, commit)
     return result, (_write(config, prepared, result, scored.run, retriever) if write else None)

@@ -312,6 +312,36 @@ def test_a_result_from_uncommitted_code_needs_allow_dirty(cli, beir_dir: Path, t
     assert env["command"].startswith("harness --no-progress run --task ") and "--allow-dirty" in env["command"]
 
 
+def test_the_checkout_is_read_once_and_results_do_not_make_it_dirty(tmp_path: Path, monkeypatch) -> None:
+    """A result written into ``results/`` is output, not code; and a run records the reading it
+    took before scoring, so an edit during the run cannot flip it."""
+    import subprocess
+
+    from harness import provenance
+
+    repo = tmp_path / "repo"
+    (repo / "results").mkdir(parents=True)
+    (repo / "harness.py").write_text("x = 1\n")
+    (repo / "results" / "a.json").write_text("{}\n")
+    git = ["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "init"], check=True)
+    monkeypatch.setattr(provenance, "REPO_ROOT", repo)
+    assert not provenance.git_commit().endswith("+dirty")
+    (repo / "results" / "a.json").write_text('{"changed": true}\n')
+    assert not provenance.git_commit().endswith("+dirty")
+    (repo / "harness.py").write_text("x = 2\n")
+    assert provenance.git_commit().endswith("+dirty")
+
+    calls = []
+    monkeypatch.setattr(provenance, "git_commit", lambda: calls.append(1) or "0123abc")
+    from harness.runner import RunConfig, execute
+
+    execute(RunConfig(task="cranfield", retriever="bm25", max_queries=3, show_progress=False), write=False)
+    assert calls == [1]
+
+
 def test_scores_from_the_resume_cache_name_the_code_that_computed_them(beir_dir: Path, tmp_path: Path,
                                                                         monkeypatch) -> None:
     from harness import resume
