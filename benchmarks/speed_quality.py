@@ -241,23 +241,23 @@ def measure(s: Settings, head_sets: dict[str, str], exclude: str | None) -> dict
     import torch
 
     from harness.attention.heads import resolve_heads
-    from harness.benchmarks.qr_measure import _runner, _sync, load
+    from harness.benchmarks.qr_measure import load, method_runner, sync_device
 
     loaded = load({"model": s.model, "heads": "full", "device": s.device, "dtype": s.dtype})
     prompts = measurement_prompts(s, exclude, loaded.tokenizer, loaded.template)
-    calls: dict[str, list[Any]] = {"plain": [_runner("plain", loaded, p["docs"], [p["query"]]) for p in prompts]}
+    calls: dict[str, list[Any]] = {"plain": [method_runner("plain", loaded, p["docs"], [p["query"]]) for p in prompts]}
     for label, spec in head_sets.items():
         with_heads = dataclasses.replace(loaded, heads=resolve_heads(spec, loaded.shape))
-        calls[label] = [_runner("ours", with_heads, p["docs"], [p["query"]]) for p in prompts]
+        calls[label] = [method_runner("ours", with_heads, p["docs"], [p["query"]]) for p in prompts]
     times: dict[str, list[list[float]]] = {name: [[] for _ in prompts] for name in calls}
     for round_ in range(s.warmup + s.repeats):
         for i in range(len(prompts)):
             for name, fns in calls.items():
-                _sync(loaded.device)
+                sync_device(loaded.device)
                 start = time.perf_counter()
                 with torch.inference_mode():
                     fns[i]()
-                _sync(loaded.device)
+                sync_device(loaded.device)
                 if round_ >= s.warmup:
                     times[name][i].append(round(time.perf_counter() - start, 4))
         log.info("speed-quality: measured round %d of %d", round_ + 1, s.warmup + s.repeats)

@@ -37,7 +37,7 @@ import tabulate
 from harness.errors import HarnessError
 from harness.io import atomic_write_text, write_png
 from harness.results import Result
-from harness.stats import holm, paired_randomization_test
+from harness.stats import Comparison, compare, holm, paired_randomization_test
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class Row:
     def variant(self) -> str:
         """How the documents and queries of this row differ from the task's full data, in words
         (empty for the full data): rows of different variants are never compared."""
-        return variant_of(self.result)
+        return self.result.variant
 
     @property
     def section(self) -> str:
@@ -78,6 +78,8 @@ class Row:
     @property
     def label(self) -> str:
         r = self.result.retriever
+        if r.kind == "fusion":  # harness.fusion: the method and the rows it fused
+            return fusion_label(r.params)
         label = r.name
         details = [r.model] if r.model else []
         if r.heads_name:
@@ -118,6 +120,16 @@ class Row:
         )
 
 
+def fusion_label(params: dict) -> str:
+    """``RRF (k=60) of bm25 + qr (smollm2-135m, heads …)``: a fusion row's label."""
+    from harness.fusion import FusionSpec
+
+    spec = FusionSpec(method=params.get("method", "?"), params={"k": params.get("k")},
+                      weights=list(params.get("weights") or []), norm=str(params.get("norm")))
+    inputs = " + ".join(str(i.get("label", i.get("file"))) for i in params.get("inputs") or [])
+    return f"{spec.describe()} of {inputs}"
+
+
 #: Per-query diagnostics kept in result files but left out of the leaderboard tables.
 HIDDEN_PREFIXES = ("parse_invalid", "parse_missing", "parse_none", "parse_partial", "rankgpt_")
 
@@ -153,26 +165,6 @@ def collect(root: str | Path) -> tuple[list[Row], list[str]]:
         rows[row.cell] = newer
         notes.append(f"`{newer.path}` supersedes `{older.path}` (same cell, newer date)")
     return sorted(rows.values(), key=lambda r: (r.section, r.kind, r.label, str(r.path))), sorted(set(notes))
-
-
-def variant_of(result: Result) -> str:
-    """The variant of a result's task: the data note of its task class (a sample of books, local
-    data), the query sample, and the document cut when every retriever saw cut documents (no
-    first stage). A re-ranker's own cut and shuffled candidates change the row, not the documents
-    and queries: they are in the row's label. Reported rows are the full task."""
-    if result.kind != "measured":
-        return ""
-    from harness.registry import task_variant_note
-
-    task = result.task
-    notes = [task_variant_note(task.id, task.to_dict())]
-    if task.excluded_queries_from:
-        notes.append(f"without {Path(task.excluded_queries_from).stem}")
-    if task.n_available and task.n_queries and task.n_queries < task.n_available:
-        notes.append(f"{task.n_queries} of {task.n_available} queries, seed {task.seed}")
-    if result.truncate_words and not result.first_stage:
-        notes.append(f"≤{result.truncate_words} words/doc")
-    return ", ".join(n for n in notes if n)
 
 
 #: The tidy table: one row per (result file, metric). ``task`` is the row's table (the task id and,
@@ -259,6 +251,20 @@ def per_query_main(rows: list[Row], table: pd.DataFrame) -> dict[str, dict[str, 
             per_query = row.result.per_query or {}
             out[row.path.as_posix()] = {q: v[metric] for q, v in sorted(per_query.items()) if metric in v}
     return out
+
+
+def pairwise(part: pd.DataFrame, per_query: dict[str, dict[str, float]]) -> list[Comparison]:
+    """Every pair of the measured rows of one table (one task variant), on its main metric:
+    paired randomization test, Holm-corrected over all the table's pairs, with the effect size
+    ``d_z`` and a bootstrap 95 % CI of the difference (:func:`harness.stats.compare`). Pairs come
+    in :func:`measured_order`; ``a``/``b`` are result files."""
+    files, values = by_file(part)
+    measured = files[files["kind"] == "measured"]
+    main = task_main(part)
+    if len(measured) < 2 or not main:
+        return []
+    order = [f.file for f in measured_order(measured, values, main) if f.file in per_query]
+    return compare({f: per_query[f] for f in order}, main)
 
 
 def by_file(part: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -469,21 +475,41 @@ def family_grid(part: pd.DataFrame, kind: str) -> pd.DataFrame:
     return grid.reindex(sorted(set(ranked["label"])))
 
 
-def _family_summary(part: pd.DataFrame, tasks: list[str], kind: str) -> list[str]:
+@dataclass
+class FamilySummary:
+    """A family's matrix of one kind: ``title`` (Measured, or Reported by its sources), the ranking
+    ``metric`` names, and per row label its value per task plus the average (None unless the row
+    covers every task)."""
+
+    title: str
+    metric: str
+    rows: list[tuple[str, list[float | None], float | None]]
+
+
+def family_summary(part: pd.DataFrame, tasks: list[str], kind: str) -> FamilySummary | None:
+    """The label × task matrix of a family's rows of ``kind`` (None when it has none)."""
     grid = family_grid(part, kind)
     if grid.empty:
-        return []
+        return None
     rows = part[part["kind"] == kind]
     metric = ", ".join(sorted(set(rows.loc[rows["ranked_by"], "metric"])))
     sources = sorted({str(s).split(",")[0] for s in rows["source"]})
-    header = ["Retriever", *[t.removeprefix(f"{t.split('/')[0]}/") for t in tasks], "Avg"]
     title = "Measured" if kind == "measured" else f"Reported by {', '.join(sources)} (not measured here)"
-    cells = []
+    out = []
     for label in grid.index:
         values = [num(grid.at[label, t]) if t in grid.columns else None for t in tasks]
         avg = sum(values) / len(values) if all(v is not None for v in values) else None  # type: ignore[arg-type]
-        cells.append([label, *[fmt(v) for v in values], fmt(avg)])
-    return [f"{title} — {metric}; Avg only over rows that cover every task:", "",
+        out.append((str(label), values, avg))
+    return FamilySummary(title, metric, out)
+
+
+def _family_summary(part: pd.DataFrame, tasks: list[str], kind: str) -> list[str]:
+    summary = family_summary(part, tasks, kind)
+    if summary is None:
+        return []
+    header = ["Retriever", *[t.removeprefix(f"{t.split('/')[0]}/") for t in tasks], "Avg"]
+    cells = [[label, *[fmt(v) for v in values], fmt(avg)] for label, values, avg in summary.rows]
+    return [f"{summary.title} — {summary.metric}; Avg only over rows that cover every task:", "",
             *markdown_table(header, cells), ""]
 
 

@@ -15,7 +15,8 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def _version(dist: str) -> str | None:
+def package_version(dist: str) -> str | None:
+    """The installed version of distribution ``dist``, or None."""
     try:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
@@ -39,6 +40,22 @@ def git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return commit + ("+dirty" if dirty else "")
+
+
+def is_dirty(commit: str | None) -> bool:
+    """Whether a :func:`git_commit` reading says the code had uncommitted changes."""
+    return str(commit or "").endswith("+dirty")
+
+
+def refuse_uncommitted(commit: str | None, allow_dirty: bool) -> None:
+    """Refuse to write a result from uncommitted code unless ``allow_dirty`` (``--allow-dirty``)
+    or ``$HARNESS_ALLOW_DIRTY`` says so; the result then records ``allow_dirty: true``."""
+    allowed = allow_dirty or os.environ.get("HARNESS_ALLOW_DIRTY", "").strip().lower() in ("1", "true", "yes", "on")
+    if is_dirty(commit) and not allowed:
+        from harness.errors import HarnessError
+
+        raise HarnessError("the harness checkout has uncommitted changes: a result must come from committed code. "
+                           "Commit first, or pass --allow-dirty (recorded in the result)")
 
 
 def cpu_model() -> str:
@@ -72,9 +89,9 @@ def environment(commit: str | None = None) -> dict[str, Any]:
         "platform": platform.platform(),
         "device": device_name(),
         "packages": {
-            name: _version(name)
+            name: package_version(name)
             for name in ("torch", "transformers", "sentence-transformers", "bm25s", "pytrec-eval-terrier", "numpy", "vllm")
-            if _version(name)
+            if package_version(name)
         },
     }
 
@@ -126,7 +143,7 @@ def machine(device: str | None = None, packages: Sequence[str] = ()) -> dict[str
         **_torch_facts(device),
         "platform": platform.platform(),
         "python": platform.python_version(),
-        "versions": {name: version for name in names if (version := _version(name))},
+        "versions": {name: version for name in names if (version := package_version(name))},
         "load_average_at_start": load_average(),
     }
 

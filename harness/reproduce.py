@@ -282,9 +282,7 @@ def check_cell(cell: Cell, root: str | Path = ".") -> CellCheck:
     if result.kind != "measured":
         return CellCheck(cell, "INVALID", detail=f"{path} is a {result.kind!r} result, not a measured one")
     value = result.metrics.get(cell.metric)
-    from harness.leaderboard import variant_of
-
-    variant = variant_of(result)
+    variant = result.variant
     if variant and cell.origin != "recipe" and value is not None:
         return CellCheck(cell, "NOT COMPARABLE", float(value),
                          detail=f"{path} ran on a variant of the task ({variant}); the paper's number is for the full data")

@@ -183,6 +183,11 @@ class Result(Record):
         "task", "retriever", "first_stage", "metrics", "per_query", "config_hash", "environment", "timing", "date",
     )
     REPORTED: ClassVar[tuple[str, ...]] = ("source", "task", "retriever", "metrics")
+    #: The key order of a measured result file as written (null sections included).
+    MEASURED_ORDER: ClassVar[tuple[str, ...]] = (
+        "schema_version", "kind", "task", "retriever", "first_stage", "truncate_words", "generation", "main_metric",
+        "metrics", "per_query", "run_sha256", "config_hash", "environment", "timing", "date",
+    )
     TASK_FIELDS: ClassVar[tuple[str, ...]] = ("id", "source", "n_queries")
     RETRIEVER_FIELDS: ClassVar[tuple[str, ...]] = ("name", "kind", "params")
     ENVIRONMENT_FIELDS: ClassVar[tuple[str, ...]] = ("harness", "git_commit", "python", "device", "packages")
@@ -275,6 +280,28 @@ class Result(Record):
         if main in self.metrics:
             return main
         return next(iter(sorted(self.metrics)), None)
+
+    @property
+    def variant(self) -> str:
+        """The variant of the result's task in words ("" for the full data): the data note of its
+        task class (a sample of books, local data), the query sample, and the document cut when
+        every retriever saw cut documents (no first stage). A re-ranker's own cut and shuffled
+        candidates change the row, not the documents and queries: they belong in the row's label.
+        Reported rows are the full task. Two results of the same task and variant ran on the
+        same documents and queries, so they can be compared (or fused) query by query."""
+        if self.kind != "measured":
+            return ""
+        from harness.registry import task_variant_note
+
+        task = self.task
+        notes = [task_variant_note(task.id, task.to_dict())]
+        if task.excluded_queries_from:
+            notes.append(f"without {Path(task.excluded_queries_from).stem}")
+        if task.n_available and task.n_queries and task.n_queries < task.n_available:
+            notes.append(f"{task.n_queries} of {task.n_available} queries, seed {task.seed}")
+        if self.truncate_words and not self.first_stage:
+            notes.append(f"≤{self.truncate_words} words/doc")
+        return ", ".join(n for n in notes if n)
 
     # -- the one gate ------------------------------------------------------------------------------
     def validate(self, path: str | Path = "<result>", *, tolerance: float = 1e-6) -> list[str]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -461,13 +460,12 @@ def assemble(config: RunConfig, prepared: Prepared, retriever: Retriever, scored
         metrics=mean_metrics(evaluated.per_query), per_query=evaluated.per_query,
         run_sha256=sha256_json(scored.run), config_hash=evaluated.config_hash,
         environment={**provenance.environment(commit), "command": config.command,
-                     **({"allow_dirty": True} if _is_dirty(commit) else {}),
+                     **({"allow_dirty": True} if provenance.is_dirty(commit) else {}),
                      # a cache hit never restamps: the versions that computed the scores
                      **({"scored_by": scored.scored_by} if scored.scored_by else {})},
         timing={**{k: round(v, 3) for k, v in seconds.items()}, "total_seconds": round(time.time() - started, 3)},
         date=provenance.now_iso(),
-        order=("schema_version", "kind", "task", "retriever", "first_stage", "truncate_words", "generation",
-               "main_metric", "metrics", "per_query", "run_sha256", "config_hash", "environment", "timing", "date"),
+        order=Result.MEASURED_ORDER,
     )
 
 
@@ -487,17 +485,8 @@ def _check_config(config: RunConfig, write: bool = True, commit: str | None = No
         raise HarnessError("--generate needs --generator BACKEND:MODEL (e.g. hf:smollm2-135m)")
     if config.run_depth < 1:
         raise HarnessError(f"--run-depth must be at least 1, got {config.run_depth}")
-    if write and _is_dirty(commit) and not _dirty_allowed(config):
-        raise HarnessError("the harness checkout has uncommitted changes: a result must come from committed code. "
-                           "Commit first, or pass --allow-dirty (recorded in the result)")
-
-
-def _is_dirty(commit: str | None) -> bool:
-    return str(commit or "").endswith("+dirty")
-
-
-def _dirty_allowed(config: RunConfig) -> bool:
-    return config.allow_dirty or os.environ.get("HARNESS_ALLOW_DIRTY", "").strip().lower() in ("1", "true", "yes", "on")
+    if write:
+        provenance.refuse_uncommitted(commit, config.allow_dirty)
 
 
 def _generators(config: RunConfig, task: Task) -> tuple[Any, Any]:

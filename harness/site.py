@@ -28,7 +28,19 @@ from typing import Any
 import pandas as pd
 
 from harness.io import atomic_write_text
-from harness.leaderboard import by_file, families, family_grid, fmt, full_tasks, measured_order, num, task_main, text
+from harness.leaderboard import (
+    by_file,
+    families,
+    family_summary,
+    fmt,
+    full_tasks,
+    measured_order,
+    num,
+    pairwise,
+    task_main,
+    text,
+)
+from harness.stats import Comparison
 
 
 def write(table: pd.DataFrame, per_query: dict[str, dict[str, float]], root: str | Path, site_dir: str | Path,
@@ -62,7 +74,7 @@ def page(table: pd.DataFrame, per_query: dict[str, dict[str, float]], maps: list
         f'aria-controls="panel-{_id(family)}">{_e(family)} '
         f'<small>{table.loc[table["task"].isin(tasks), "file"].nunique()}</small></button>'
         for family, tasks in tabs.items())
-    panels = "".join(_panel(family, tasks, table, link, maps if family == "niah" else [])
+    panels = "".join(_panel(family, tasks, table, link, maps if family == "niah" else [], per_query)
                      for family, tasks in tabs.items())
     blob = json.dumps(per_query, sort_keys=True, separators=(",", ":"), ensure_ascii=False).replace("<", "\\u003c")
     notes_html = "".join(f"<li>{_code(n)}</li>" for n in notes)
@@ -83,10 +95,10 @@ def page(table: pd.DataFrame, per_query: dict[str, dict[str, float]], maps: list
 
 
 def _panel(family: str, tasks: list[str], table: pd.DataFrame, link: Callable[[str], str],
-           maps: list[tuple[str, str]]) -> str:
+           maps: list[tuple[str, str]], per_query: dict[str, dict[str, float]]) -> str:
     full = full_tasks(table, tasks)
     body = [_summaries(family, table[table["task"].isin(full)], full)] if len(full) > 1 else []
-    body += [_task(table[table["task"] == task], link, open_=len(tasks) <= 4) for task in tasks]
+    body += [_task(table[table["task"] == task], link, per_query, open_=len(tasks) <= 4) for task in tasks]
     if maps:
         body.append(_heatmaps(maps, set(table["file"]), link))
     return (f'<section class="panel" role="tabpanel" id="panel-{_id(family)}" data-family="{_e(family)}" '
@@ -97,26 +109,20 @@ def _summaries(family: str, part: pd.DataFrame, tasks: list[str]) -> str:
     """The family's matrices (label × task, each row's main metric), measured and reported apart."""
     out = []
     for kind in ("measured", "reported"):
-        grid = family_grid(part, kind)
-        if grid.empty:
+        summary = family_summary(part, tasks, kind)
+        if summary is None:
             continue
-        rows = part[(part["kind"] == kind)]
-        metric = ", ".join(sorted(set(rows.loc[rows["ranked_by"], "metric"])))
-        sources = ", ".join(sorted({str(s).split(",")[0] for s in rows["source"]}))
-        title = "Measured" if kind == "measured" else f"Reported by {sources} (not measured here)"
         header = [("Retriever", "Retriever", False), *[(t, t.removeprefix(f"{family}/"), True) for t in tasks],
                   ("Avg", "Avg", True)]
-        body = []
-        for label in grid.index:
-            values = [num(grid.at[label, t]) if t in grid.columns else None for t in tasks]
-            avg = sum(values) / len(values) if all(v is not None for v in values) else None  # type: ignore[arg-type]
-            body.append("<tr>" + _td(label) + "".join(_num_td(v) for v in [*values, avg]) + "</tr>")
-        caption = f"{title} — {metric} per task; Avg only over rows that cover every task"
+        body = ["<tr>" + _td(label) + "".join(_num_td(v) for v in [*values, avg]) + "</tr>"
+                for label, values, avg in summary.rows]
+        caption = f"{summary.title} — {summary.metric} per task; Avg only over rows that cover every task"
         out.append(_table(f"t-{_id(family)}-summary-{kind}", f"data summary {kind}", caption, header, body))
     return f'<section class="task summary"><h3>{_e(family)}: all tasks</h3>{"".join(out)}</section>\n'
 
 
-def _task(part: pd.DataFrame, link: Callable[[str], str], open_: bool) -> str:
+def _task(part: pd.DataFrame, link: Callable[[str], str], per_query: dict[str, dict[str, float]],
+          open_: bool) -> str:
     files, values = by_file(part)
     names = sorted(set(part.loc[part["shown"], "metric"]))
     main, task = task_main(part), str(part["task"].iloc[0])
@@ -124,6 +130,9 @@ def _task(part: pd.DataFrame, link: Callable[[str], str], open_: bool) -> str:
     tables = []
     if len(measured):
         tables.append(_measured(measured, values, names, main, link))
+    pairs = pairwise(part, per_query)
+    if pairs:
+        tables.append(_pairs(task, pairs, dict(zip(files["file"], files["label"]))))
     if len(reported):
         tables.append(_reported(reported, values, names, task))
     meta = f"{len(measured)} measured · {len(reported)} reported · main metric {main or '–'}"
@@ -152,6 +161,29 @@ def _measured(measured: pd.DataFrame, values: pd.DataFrame, names: list[str], ma
                "re-ranking depth. Click a row for its per-query values.")
     attrs = f' data-task="{_e(task)}" data-main="{_e(main)}" data-baseline="{_e(baseline)}"'
     return _table(f"t-{_id(task)}-measured", "data measured", caption, header, body, attrs, main)
+
+
+def _pairs(task: str, pairs: list[Comparison], labels: dict[str, str]) -> str:
+    """All pairs of measured rows (collapsed): who beats whom on the main metric, and how surely."""
+    header = [("A", "A", False), ("B", "B", False), ("n", "n", True), ("Δ", "Δ (A − B)", True),
+              ("d_z", "d_z", True), ("CI", "95% CI of Δ", False), ("p", "p", True), ("p_holm", "p (Holm)", True),
+              ("sig.", "sig.", False)]
+    body = []
+    for c in pairs:
+        ci = "–" if c.ci_low is None else f"[{fmt(c.ci_low)}, {fmt(c.ci_high)}]"
+        mark = ("▲" if (c.delta or 0) > 0 else "▼") if c.significant else ""
+        body.append("<tr>" + _td(labels.get(c.a, c.a)) + _td(labels.get(c.b, c.b))
+                    + _num_td(c.n, str(c.n)) + _num_td(c.delta)
+                    + _num_td(c.effect_size, "–" if c.effect_size is None else f"{c.effect_size:.2f}")
+                    + _td(ci) + _num_td(c.p, "–" if c.p is None else f"{c.p:.3g}")
+                    + _num_td(c.p_holm, "–" if c.p_holm is None else f"{c.p_holm:.3g}")
+                    + f"<td>{_mark(mark)}</td></tr>")
+    metric = pairs[0].metric
+    caption = (f"All {len(pairs)} pairs on {metric} (×100): paired randomization test on the queries both rows "
+               "scored, Holm-corrected over this table's pairs (α = 0.05); d_z = mean(Δ) / sd(Δ); bootstrap 95% CI. "
+               "▲/▼: A significantly better/worse than B.")
+    table = _table(f"t-{_id(task)}-pairs", "data pairs", caption, header, body)
+    return f'<details class="pairs"><summary>All pairs ({len(pairs)})</summary>{table}</details>\n'
 
 
 def _reported(reported: pd.DataFrame, values: pd.DataFrame, names: list[str], task: str) -> str:

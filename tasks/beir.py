@@ -95,7 +95,7 @@ DEFAULT_SPLIT: dict[str, str] = {"msmarco": "dev"}
 
 
 @dataclass
-class _QrelRow:
+class QrelRow:
     qid: str
     docid: str
     rel: int
@@ -193,8 +193,8 @@ def _is_qrels_header(*fields: str) -> bool:
     return all(field.lower() in names for field, names in zip(fields, _HEADER_NAMES))
 
 
-def _read_qrels_rows(path: str | os.PathLike[str]) -> list[_QrelRow]:
-    rows: list[_QrelRow] = []
+def _read_qrels_rows(path: str | os.PathLike[str]) -> list[QrelRow]:
+    rows: list[QrelRow] = []
     first = True
     for number, line in enumerate(read_text(path).split("\n"), start=1):
         if not line.strip():
@@ -210,7 +210,7 @@ def _read_qrels_rows(path: str | os.PathLike[str]) -> list[_QrelRow]:
             continue  # the header line ``query-id<TAB>corpus-id<TAB>score``, recognised by its names
         if not qid or not docid:
             raise HarnessError(f"{path}:{number}: empty {'query-id' if not qid else 'corpus-id'}")
-        rows.append(_QrelRow(qid, docid, parse_grade(score, f"{path}:{number}: field 'score'"), number))
+        rows.append(QrelRow(qid, docid, parse_grade(score, f"{path}:{number}: field 'score'"), number))
     return rows
 
 
@@ -222,7 +222,7 @@ def read_beir_qrels(path: str | os.PathLike[str]) -> Qrels:
     return _rows_to_qrels(_read_qrels_rows(path), str(path))
 
 
-def _rows_to_qrels(rows: Iterable[_QrelRow], source: str) -> Qrels:
+def _rows_to_qrels(rows: Iterable[QrelRow], source: str) -> Qrels:
     qrels: Qrels = {}
     first: dict[tuple[str, str], int] = {}
     for row in rows:
@@ -245,7 +245,7 @@ def _examples(ids: list[str], limit: int = 3) -> str:
 def assemble(
     corpus: Mapping[str, Document],
     queries: Mapping[str, Query],
-    rows: list[_QrelRow],
+    rows: list[QrelRow],
     *,
     corpus_source: str,
     queries_source: str,
@@ -366,7 +366,7 @@ def load_from_hub(
     qrels_revision: str | None = None,
     show_progress: bool | None = None,
     hub_prefix: str = "BeIR",
-) -> tuple[dict[str, Document], dict[str, Query], list[_QrelRow], dict[str, Any]]:
+) -> tuple[dict[str, Document], dict[str, Query], list[QrelRow], dict[str, Any]]:
     """Load corpus, queries and qrels rows of ``beir/<name>`` with :func:`datasets.load_dataset`.
 
     Returns the three parts and a provenance fragment (repos, revisions, content sha256 of each
@@ -422,7 +422,7 @@ def load_from_hub(
         qid = _new_row_id(row, where, "query", queries)
         queries_update(row)
         queries[qid] = Query(id=qid, text=_as_text(row.get("text"), where, "text"))
-    rows: list[_QrelRow] = []
+    rows: list[QrelRow] = []
     qrels_digest, qrels_update = _row_hasher()
     for index, row in enumerate(_iter_rows(qrels_ds, False, "qrels")):
         where = f"{qrels_repo}[{split}] row {index}"
@@ -431,7 +431,7 @@ def load_from_hub(
                 raise HarnessError(f"{where}: missing required field {required!r}")
         qrels_update(row)
         rows.append(
-            _QrelRow(
+            QrelRow(
                 _as_id(row["query-id"], where, "query-id"),
                 _as_id(row["corpus-id"], where, "corpus-id"),
                 parse_grade(row["score"], f"{where}: field 'score'"),

@@ -52,7 +52,7 @@ from harness.errors import HarnessError, unknown_name
 from harness.io import parse_grade
 from harness.params import as_bool
 from harness.progress import progress
-from harness.tasks.beir import BeirTask, _QrelRow, assemble
+from harness.tasks.beir import BeirTask, QrelRow, assemble
 from harness.types import Document, Query, Task, TaskData
 
 log = logging.getLogger(__name__)
@@ -229,10 +229,10 @@ class IrdsTask(Task):
         finally:
             logger.removeFilter(chatter)
 
-    def _read(self, irds: Any, dataset: Any) -> tuple[dict[str, Document], dict[str, Query], list[_QrelRow], dict]:
+    def _read(self, irds: Any, dataset: Any) -> tuple[dict[str, Document], dict[str, Query], list[QrelRow], dict]:
         corpus: dict[str, Document] = {}
         queries: dict[str, Query] = {}
-        rows: list[_QrelRow] = []
+        rows: list[QrelRow] = []
         hashes = {part: _record_hasher() for part in ("docs", "queries", "qrels")}
         with self._fetching(irds, "documents"):
             try:
@@ -258,7 +258,7 @@ class IrdsTask(Task):
             for number, qrel in enumerate(dataset.qrels_iter(), 1):
                 hashes["qrels"][1](qrel)
                 rel = parse_grade(qrel.relevance, f"task {self.id}: qrels record {number}")
-                rows.append(_QrelRow(str(qrel.query_id), str(qrel.doc_id), rel, number))
+                rows.append(QrelRow(str(qrel.query_id), str(qrel.doc_id), rel, number))
         return corpus, queries, rows, {part: digest.hexdigest() for part, (digest, _) in hashes.items()}
 
     def load(self) -> TaskData:

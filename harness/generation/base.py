@@ -22,13 +22,12 @@ from __future__ import annotations
 import logging
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 from harness.errors import HarnessError
 from harness.generation.cache import GenerationCache, cache_key
-from harness.progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +49,6 @@ class Generation:
     error: str | None = None
     cached: bool = False
     finish_reason: str | None = None
-
-
-def progress(iterable: Iterable[T], *, total: int | None = None, desc: str = "", show: bool = True) -> Iterable[T]:
-    """A transient tqdm bar over ``iterable``, hidden when ``show`` is False or ``DISABLE_TQDM`` is set
-    (:func:`harness.progress.progress` with ``leave=False``)."""
-    return progress_bar(iterable, total=total, desc=desc, show=show, leave=False)
 
 
 def validate_messages(messages: Any, where: str) -> Messages:

@@ -34,7 +34,8 @@ from typing import Any
 
 from harness.attention.masking import MASK_MODES, masked_heads, resolve_mask
 from harness.errors import HarnessError
-from harness.generation.base import Generation, Generator, Messages, encode, progress, render_chat
+from harness.generation.base import Generation, Generator, Messages, encode, render_chat
+from harness.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +150,7 @@ class HFGenerator(Generator):
             pad_token_id=self.pad_id,
         )
         device = next(self.lm.parameters()).device
-        for batch in progress(batches, total=len(batches), desc=f"generate {self.model}", show=show_progress):
+        for batch in progress(batches, total=len(batches), desc=f"generate {self.model}", show=show_progress, leave=False):
             width = max(len(token_lists[i]) for i in batch)
             input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
             attention = torch.zeros((len(batch), width), dtype=torch.long)

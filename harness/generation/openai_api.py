@@ -37,7 +37,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.generation.base import Generation, Generator, Messages, progress
+from harness.generation.base import Generation, Generator, Messages
+from harness.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +179,7 @@ class OpenAIGenerator(Generator):
         with ThreadPoolExecutor(max_workers=min(self.concurrency, max(1, len(prompts)))) as pool:
             futures = {pool.submit(self._complete, p, max_tokens, temperature): i for i, p in enumerate(prompts)}
             for future in progress(as_completed(futures), total=len(futures), desc=f"generate {self.model}",
-                                   show=show_progress):
+                                   show=show_progress, leave=False):
                 yield futures[future], future.result()
 
     # -- limits ------------------------------------------------------------------------------------

@@ -138,6 +138,8 @@ def expected_tables(table) -> dict[str, tuple[str, int]]:
                 files = part.loc[(part["task"] == task) & (part["kind"] == kind), "file"].nunique()
                 if files:
                     out[f"t-{site._id(task)}-{kind}"] = (family, files)
+                if kind == "measured" and files >= 2:  # every pair of measured rows, tested once
+                    out[f"t-{site._id(task)}-pairs"] = (family, files * (files - 1) // 2)
     return out
 
 
@@ -210,6 +212,28 @@ def test_page_tables_and_per_query_values_come_from_the_tidy_table(small: Path) 
     assert blob[QR] == {q: v["nDCG@10"] for q, v in values.items()}
     legend = page.all("p", **{"class": "legend"})[0].text()
     assert "▲" in legend and "▼" in legend and "(baseline)" in legend and "Ceiling" in legend
+
+
+def test_pairs_table_tests_every_pair_once_with_holm_over_the_table(small: Path) -> None:
+    from harness.stats import compare
+
+    table = leaderboard.tidy(small)
+    page = dom((small / "site" / "index.html").read_text(encoding="utf-8"))
+    part, values = leaderboard.by_file(table[table["task"] == "cacm"])
+    files = [f.file for f in leaderboard.measured_order(part[part["kind"] == "measured"], values, "nDCG@10")]
+    per_query = {f: {q: v["nDCG@10"] for q, v in Result.from_json(small / f).per_query.items()} for f in files}
+    expected = compare(per_query, "nDCG@10")
+    found = rows(page.by_id("t-cacm-pairs"))
+    assert len(found) == len(expected) == len(files) * (len(files) - 1) // 2
+    p_holm = [float(r.all("td")[7].attrs["data-v"]) for r in found]
+    assert p_holm == [c.p_holm for c in expected]
+    raw = sorted(float(r.all("td")[6].attrs["data-v"]) for r in found)
+    from harness.stats import holm
+
+    assert sorted(holm(raw)) == sorted(p_holm)  # Holm over the table's pairs, not per pair
+    for r, c in zip(found, expected):
+        mark = r.all("td")[8].text()
+        assert mark == (("▲" if c.delta > 0 else "▼") if c.p_holm < 0.05 else "")
 
 
 def test_site_folder_is_not_read_and_output_goes_where_asked(small: Path, tmp_path: Path) -> None:
