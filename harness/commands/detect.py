@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="ndcg: per-head nDCG@10 (QRHead's BEIR detection); gold-mass: attention mass on gold (LongMemEval); "
                         "retrieval-head: RetHead's copy-paste score while answering NIAH prompts (--task niah)")
     p.add_argument("--n-queries", type=positive_int, default=128, help="detection queries, sampled with --seed (0 = all)")
+    p.add_argument("--exclude-queries", metavar="FILE",
+                   help="never detect on these queries: a head file (its query_ids) or one id per line, e.g. the "
+                        "evaluation queries, or another detection set to draw a disjoint one")
     p.add_argument("--top", type=int, default=16, help="heads kept by --heads (default 16; the paper uses 32 for 70B)")
     p.add_argument("--seed", type=int, default=42, help="sampling and candidate-shuffle seed (default 42)")
     p.add_argument("--first-stage", default="bm25", help="first stage for corpus tasks (default bm25)")
@@ -51,7 +54,7 @@ def main(args: argparse.Namespace) -> int:
     config = RunConfig(
         task=args.task, retriever="", data=args.data, task_params=parse_assignments(args.task_set, "--task-set"),
         first_stage=args.first_stage, depth=args.depth, max_queries=args.n_queries, seed=args.seed,
-        truncate_words=args.truncate_words, show_progress=not args.no_progress,
+        truncate_words=args.truncate_words, show_progress=not args.no_progress, exclude_queries=args.exclude_queries,
     )
     prepared = prepare(config)
     task, data, queries, instances = prepared.task, prepared.data, prepared.queries, prepared.instances
@@ -66,6 +69,8 @@ def main(args: argparse.Namespace) -> int:
             show_progress=not args.no_progress, resume=resume, max_layer=args.max_layer,
         )
     head_file["task"] = {"id": task.id, **{k: v for k, v in data.provenance.items() if k in ("source", "sha256", "split")}}
+    if args.exclude_queries:
+        head_file["excluded_queries_from"] = args.exclude_queries
     head_file["query_ids"] = [q.id for q in queries]
     head_file["query_ids_sha256"] = sha256_json(head_file["query_ids"])
     if data.corpus is not None:

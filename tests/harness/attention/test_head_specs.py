@@ -148,3 +148,21 @@ def test_detect_cli_max_layer_on_smollm2(cli, tmp_path):
     full_scores = dict(full_obj["heads"])
     assert all(score == pytest.approx(full_scores[h], rel=1e-9, abs=1e-12) for h, score in low_obj["heads"])
     assert len(full_obj["heads"]) == 270 and full_obj["max_layer"] is None
+
+
+def test_detect_cli_exclude_queries_draws_a_disjoint_detection_set(cli, tmp_path):
+    """`harness detect --exclude-queries`: a second detection set that shares no query with the first
+    (Table 6's two disjoint detection sets), and the exclusion is recorded in the head file."""
+    from tests.harness.conftest import write_beir
+
+    beir = write_beir(tmp_path / "toy", n_docs_per_topic=3, n_queries_per_topic=2)
+    args = ["detect", "--model", "smollm2-135m", "--task", str(beir), "--n-queries", "4", "--depth", "3",
+            "--max-layer", "0"]
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    assert cli(*args, "--output", str(first)).code == 0
+    res = cli(*args, "--exclude-queries", str(first), "--output", str(second))
+    assert res.code == 0, res.err
+    a, b = json.loads(first.read_text()), json.loads(second.read_text())
+    assert len(a["query_ids"]) == len(b["query_ids"]) == 4
+    assert not set(a["query_ids"]) & set(b["query_ids"])
+    assert b["excluded_queries_from"] == str(first) and "excluded_queries_from" not in a
