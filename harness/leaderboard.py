@@ -36,13 +36,11 @@ import tabulate
 
 from harness.errors import HarnessError
 from harness.io import atomic_write_text, write_png
-from harness.results import Result
+from harness.results import Result, result_files
 from harness.stats import Comparison, compare, holm, paired_randomization_test
 
 log = logging.getLogger(__name__)
 
-#: Folders under the results root that hold no leaderboard rows (``site/``: the generated page).
-SKIP_DIRS = {"bench", "heads", "site"}
 ALPHA = 0.05
 
 
@@ -146,10 +144,8 @@ def collect(root: str | Path) -> tuple[list[Row], list[str]]:
         raise HarnessError(f"{root}: no such results folder")
     rows: dict[tuple, Row] = {}
     notes: list[str] = []
-    for path in sorted(root.rglob("*.json")):
+    for path in result_files(root):
         rel = path.relative_to(root)
-        if rel.parts[0] in SKIP_DIRS or path.name.startswith("."):
-            continue
         result = Result.from_json(path)
         result.validate(path)
         row = Row(path=rel, result=result)

@@ -380,6 +380,19 @@ def _validate_measured(result: Result, path: Path, tolerance: float) -> list[str
     return [f"per-query metric {name!r} is not in 'metrics'" for name in recomputed if name not in result.metrics]
 
 
+#: Folders under a results root that hold no result files (``site/``: the generated page;
+#: ``heads/``: head files; ``bench/``: benchmark records).
+NOT_RESULTS = frozenset({"bench", "heads", "site"})
+
+
+def result_files(root: str | Path) -> list[Path]:
+    """The result files under the folder ``root``, sorted: every ``*.json`` outside
+    :data:`NOT_RESULTS` (at the top level) and not hidden."""
+    root = Path(root)
+    return [p for p in sorted(root.rglob("*.json"))
+            if p.relative_to(root).parts[0] not in NOT_RESULTS and not p.name.startswith(".")]
+
+
 def load_result(path: str | Path) -> dict[str, Any]:
     """The raw JSON object of a result file (no schema checks; see :meth:`Result.from_json`)."""
     path = Path(path)

@@ -1,4 +1,7 @@
-"""``harness validate FILE...``: check submitted result files (what a maintainer runs)."""
+"""``harness validate FILE|DIR...``: check submitted result files (what a maintainer runs).
+
+A folder stands for every result file under it, as the leaderboard reads them
+(``harness validate results/``)."""
 
 from __future__ import annotations
 
@@ -11,14 +14,19 @@ from harness.results import Result
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("validate", help="check result files: schema, coverage, metrics vs per-query values", description=__doc__)
-    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("files", nargs="+", metavar="FILE|DIR", help="result files, or folders of them")
     p.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
     """Check every file (one line each); exit 2 when any fails, after all were checked."""
+    from pathlib import Path
+
+    from harness.results import result_files
+
     failed = 0
-    for path in args.files:
+    paths = [str(p) for arg in args.files for p in (result_files(arg) if Path(arg).is_dir() else [Path(arg)])]
+    for path in paths:
         try:
             warnings = Result.from_json(path).validate(path)
         except HarnessError as exc:
@@ -28,6 +36,6 @@ def main(args: argparse.Namespace) -> int:
         for warning in warnings:
             print(f"{path}: warning: {warning}")
         print(f"{path}: ok")
-    if failed and len(args.files) > 1:
-        print(f"{failed} of {len(args.files)} files failed", file=sys.stderr)
+    if failed and len(paths) > 1:
+        print(f"{failed} of {len(paths)} files failed", file=sys.stderr)
     return 2 if failed else 0

@@ -258,6 +258,21 @@ def test_validate_checks_every_file_and_fails_at_the_end(cli, beir_dir: Path, tm
     assert res.code == 2 and f"{good}: ok" in res.out and "not a result file" in res.err and "1 of 2" in res.err
 
 
+def test_validate_a_folder_checks_every_result_file_under_it(cli, beir_dir: Path, tmp_path: Path) -> None:
+    root = tmp_path / "results"
+    good = root / "toy" / "m.json"
+    good.parent.mkdir(parents=True)
+    _measured(beir_dir, good.parent)  # toy/m.json with its run files
+    (root / "toy" / "bad.json").write_text('{"not": "a result"}')
+    (root / "site").mkdir()
+    (root / "site" / "page.json").write_text("[]")  # not a result folder: never read
+    (root / "heads").mkdir()
+    (root / "heads" / "h.json").write_text("{}")
+    res = cli("validate", str(root))
+    assert res.code == 2 and f"{good}: ok" in res.out and "1 of 2 files failed" in res.err
+    assert "page.json" not in res.out + res.err and "h.json" not in res.out + res.err
+
+
 def test_two_files_of_one_cell_with_the_same_date_are_an_error(beir_dir: Path, tmp_path: Path) -> None:
     from harness import leaderboard
 

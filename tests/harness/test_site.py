@@ -54,6 +54,9 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in SMALL:
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(RESULTS / name, root / name)
+        stem = name.removesuffix(".json")
+        for sibling in (RESULTS / name).parent.glob(Path(stem).name + ".*.gz"):  # its run files
+            shutil.copy(sibling, root / Path(name).parent / sibling.name)
     leaderboard.write(root)
     return root
 
