@@ -364,7 +364,10 @@ def test_recipe_commands_parse_and_outputs_are_unique(conditions) -> None:
     for cond in conditions:
         for command, output in cond.commands:
             args = parser.parse_args(shlex.split(command)[1:])  # argparse exits on an unknown flag
-            assert args.verb == "run" and args.output == output
+            assert args.verb in ("run", "fuse") and args.output == output
+            if args.verb == "fuse":  # fuses rows that recipes write
+                assert all(any(path == o for c in conditions for _, o in c.commands) for path in args.results), command
+                continue
             assert args.retriever in BUILTIN_RETRIEVERS, command
             assert outputs.setdefault(output, command) == command, f"{output} written by two commands"
             if cond.table in ("1", "2"):
@@ -373,6 +376,18 @@ def test_recipe_commands_parse_and_outputs_are_unique(conditions) -> None:
     # BM25's paper row is on the full test sets, so its recipe must not sample 512 queries.
     bm25 = select(conditions, ["2"], ["t2-bm25"])[0]
     assert all("--max-queries 0" in c for c, _ in bm25.commands)
+
+
+def test_every_checked_in_measured_result_has_a_recipe(conditions) -> None:
+    """Each measured file under results/ is the output of a recipe that says how it was made."""
+    from harness.results import result_files
+
+    outputs = {o for c in conditions for _, o in c.commands}
+    measured = [p.relative_to(REPO).as_posix() for p in result_files(REPO / "results")
+                if json.loads(p.read_text()).get("kind") == "measured"]
+    assert len(measured) > 40
+    missing = sorted(set(measured) - outputs)
+    assert not missing, f"{len(missing)} result files have no recipe, e.g. {missing[:5]}"
 
 
 def test_offline_bm25_cells_reproduce_on_the_shared_data(cli, shared_data: Path, tmp_path: Path, monkeypatch) -> None:
