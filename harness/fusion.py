@@ -22,6 +22,7 @@ smallest input depth) and its metrics are computed from exactly the run that is 
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import time
 import warnings
@@ -33,7 +34,7 @@ from typing import Any
 from harness import provenance
 from harness.errors import HarnessError
 from harness.io import sha256_json
-from harness.results import SCHEMA_VERSION, Result, RetrieverInfo, TaskInfo, inside, mean_metrics
+from harness.results import SCHEMA_VERSION, Result, RetrieverInfo, inside, mean_metrics
 from harness.types import Qrels, Run
 
 METHODS = ("rrf", "wsum")
@@ -178,7 +179,7 @@ def fuse_results(paths: Sequence[str | Path], spec: FusionSpec, *, command: str 
     params = {"method": spec.method, **spec.params, **({"weights": spec.weights, "norm": spec.norm}
                                                         if spec.method == "wsum" else {}),
               "depth": spec.depth, "inputs": described}
-    task = TaskInfo.from_dict({k: v for k, v in first.task.to_dict().items()}, "task")
+    task = copy.deepcopy(first.task)  # the same documents and queries as every input
     main = first.declared_main_metric
     result = Result(
         schema_version=SCHEMA_VERSION, kind="measured", task=task,
