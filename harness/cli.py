@@ -20,7 +20,7 @@ from pathlib import Path
 from harness import __version__
 from harness.errors import HarnessError
 
-VERBS = ("run", "list", "leaderboard", "validate", "detect", "heads", "bench", "merge", "fuse", "reproduce", "plot")
+VERBS = ("run", "list", "leaderboard", "validate", "detect", "heads", "bench", "merge", "fuse", "compare", "reproduce", "plot")
 
 
 class _Parser(argparse.ArgumentParser):
