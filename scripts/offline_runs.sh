@@ -56,6 +56,9 @@ if [[ $step == all || $step == qa ]]; then
   $H run --task niah --task-set 'lengths=[500,1000,2000]' --task-set 'depths=[0,50,100]' --retriever bm25 \
     --generate --generator hf:smollm2-135m --full-context \
     --generator-set mask_heads=results/heads/smollm2-135m.json --generator-set mask_top=16
+  # ... and with 16 random heads masked instead (the control).
+  $H run --task niah --task-set 'lengths=[500,1000,2000]' --task-set 'depths=[0,50,100]' --retriever bm25 \
+    --generate --generator hf:smollm2-135m --full-context --generator-set mask_heads=random:16:0
   $H run --task niah --retriever rankgpt --model smollm2-135m
   # CLIPPER: 20 claim pairs (seed 42), chapters cut to 300 words so that a whole book fits 8K tokens;
   # answers from the top-3 chapters of bm25 and qr, and from every (cut) chapter.
@@ -76,8 +79,27 @@ if [[ $step == all || $step == heads ]]; then
     --output results/heads/smollm2-135m-retrieval-head.json
   C="--task cranfield --exclude-queries results/heads/cranfield-detection-queries.txt --max-queries 32"
   C="$C --first-stage bm25 --depth 10 --truncate-words 150 --shuffle-candidates 42 --model smollm2-135m"
-  for heads in results/heads/smollm2-135m.json results/heads/smollm2-135m-retrieval-head.json random:16:0 full; do
+  # Detection source and stability (Tables 5, 6): QRscore detection on a second Cranfield set disjoint from
+  # the first and from every evaluation query, on 32 HotpotQA questions and on the NIAH grid.
+  HP=$SHARED/hotpotqa_dev_distractor_sample100_hfschema/hotpot_dev_distractor_v1.json
+  [[ -f results/heads/smollm2-135m-cranfield-set2.json ]] || $H detect --model smollm2-135m --task cranfield \
+    --n-queries 32 --depth 20 --truncate-words 250 --objective ndcg \
+    --exclude-queries results/heads/cranfield-detection-and-evaluation-queries.txt --output results/heads/smollm2-135m-cranfield-set2.json
+  [[ -f results/heads/smollm2-135m-hotpotqa.json ]] || $H detect --model smollm2-135m --task hotpotqa --data "$HP" \
+    --n-queries 32 --objective ndcg --output results/heads/smollm2-135m-hotpotqa.json
+  [[ -f results/heads/smollm2-135m-niah.json ]] || $H detect --model smollm2-135m --task niah --objective ndcg \
+    --output results/heads/smollm2-135m-niah.json
+  for heads in results/heads/smollm2-135m.json results/heads/smollm2-135m-retrieval-head.json random:16:0 full \
+      results/heads/smollm2-135m-cranfield-set2.json results/heads/smollm2-135m-hotpotqa.json results/heads/smollm2-135m-niah.json \
+      top:4:results/heads/smollm2-135m.json top:8:results/heads/smollm2-135m.json \
+      top:32:results/heads/smollm2-135m.json top:64:results/heads/smollm2-135m.json; do
     $H run $C --retriever qr --heads "$heads"
   done
+  bash scripts/analyses.sh   # results/ANALYSES.md
+fi
+if [[ $step == all || $step == fusion ]]; then
+  for t in cranfield cacm; do $H fuse results/$t/bm25.json results/$t/dense__minilm.json; done
+  $H fuse results/cranfield/bm25.json results/cranfield/dense__minilm.json --method wsum
+  $H fuse results/hotpotqa/bm25__q50-seed42.json results/hotpotqa/qr__smollm2-135m__file_smollm2-135m__q50-seed42.json
 fi
 $H leaderboard
