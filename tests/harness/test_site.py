@@ -29,7 +29,7 @@ RESULTS = REPO / "results"
 SMALL = (
     "cacm/bm25.json",  # the baseline
     "cacm/dense__minilm.json",
-    "cacm/qr__smollm2-135m__file_smollm2-135m.json__bm2520.json",  # re-rankers: first stage and ceiling
+    "cacm/qr__smollm2-135m__file_smollm2-135m__bm2520.json",  # re-rankers: first stage and ceiling
     "cacm/icr__smollm2-135m__full__bm2520.json",
     "clipper/bm25.json",  # measured and reported rows of one task
     "clipper/rankgpt__smollm2-135m__q40-seed42.json",
@@ -44,7 +44,7 @@ SMALL = (
     "niah/bm25__gen-smollm2-135m-full.json",
     "niah/bm25__gen-smollm2-135m-full.png",  # a heat map, inlined
 )
-QR = "cacm/qr__smollm2-135m__file_smollm2-135m.json__bm2520.json"
+QR = "cacm/qr__smollm2-135m__file_smollm2-135m__bm2520.json"
 REQUIRE_BROWSER = os.environ.get("HARNESS_REQUIRE_BROWSER") == "1"
 
 
