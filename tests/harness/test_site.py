@@ -365,7 +365,7 @@ def test_browser_real_results_and_screenshot(chromium, tmp_path: Path, monkeypat
     shot.parent.mkdir(parents=True, exist_ok=True)
     chromium(page, f"--screenshot={shot}", "--window-size=1400,1000", tab="cranfield",
              sort="t-cranfield-measured:nDCG@10",
-             open="cranfield/qr__smollm2-135m__file_smollm2-135m.json__bm2520__excl-cranfield-detection-queries"
+             open="cranfield/qr__smollm2-135m__file_smollm2-135m__bm2520__excl-cranfield-detection-queries"
                   "__q64-seed42.json")
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", data[16:24]) == (1400, 1000)
