@@ -34,7 +34,15 @@ from typing import Any
 from harness import provenance
 from harness.errors import HarnessError
 from harness.io import sha256_json
-from harness.results import SCHEMA_VERSION, Result, RetrieverInfo, inside, mean_metrics
+from harness.results import (
+    SCHEMA_VERSION,
+    Result,
+    RetrieverInfo,
+    check_same_variant,
+    inside,
+    mean_metrics,
+    read_measured,
+)
 from harness.types import Qrels, Run
 
 METHODS = ("rrf", "wsum")
@@ -98,10 +106,7 @@ def _read(path: str | Path) -> _Input:
     from harness.runfiles import read_run_files
 
     path = Path(path)
-    result = Result.from_json(path)
-    result.validate(path)  # the one gate: a file that fails it is never fused
-    if result.kind != "measured":
-        raise HarnessError(f"{path}: only measured results have rankings to fuse")
+    result = read_measured(path, "rankings to fuse")  # a file that fails the gate is never fused
     if not result.runs:
         raise HarnessError(f"{path}: this result keeps no run file (schema {result.schema_version}); re-run it")
     run, qrels, _ = read_run_files(path, result.runs)
@@ -111,12 +116,9 @@ def _read(path: str | Path) -> _Input:
 def _same_data(inputs: Sequence[_Input]) -> None:
     """Refuse inputs that ran on other documents, queries or judgements than the first."""
     first = inputs[0]
+    check_same_variant([(i.path, i.result) for i in inputs], "only the same documents and queries can be fused")
     for other in inputs[1:]:
         a, b = first.result, other.result
-        if (a.task.id, a.variant) != (b.task.id, b.variant):
-            raise HarnessError(f"{other.path}: task {b.task.id} [{b.variant or 'full data'}] differs from "
-                               f"{first.path}'s {a.task.id} [{a.variant or 'full data'}]: only the same "
-                               "documents and queries can be fused")
         if sorted(a.per_query or {}) != sorted(b.per_query or {}):
             raise HarnessError(f"{other.path}: evaluates other queries than {first.path}")
         if first.qrels != other.qrels:
@@ -188,8 +190,7 @@ def fuse_results(paths: Sequence[str | Path], spec: FusionSpec, *, command: str 
         main_metric=main if any(main in v for v in per_query.values()) else None,
         metrics=mean_metrics(per_query), per_query=per_query, run_sha256=sha256_json(fused),
         config_hash=sha256_json({"spec": params}),
-        environment={**provenance.environment(commit), "command": command,
-                     **({"allow_dirty": True} if provenance.is_dirty(commit) else {})},
+        environment=provenance.result_environment(commit, command),
         timing={"total_seconds": round(time.time() - started, 3)}, date=provenance.now_iso(),
         order=Result.MEASURED_ORDER,
     )

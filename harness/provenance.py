@@ -58,6 +58,12 @@ def refuse_uncommitted(commit: str | None, allow_dirty: bool) -> None:
                            "Commit first, or pass --allow-dirty (recorded in the result)")
 
 
+def result_environment(commit: str | None, command: str | None) -> dict[str, Any]:
+    """The ``environment`` of a result file: :func:`environment` at the reading ``commit``, the
+    command line, and ``allow_dirty: true`` when that reading says the code was uncommitted."""
+    return {**environment(commit), "command": command, **({"allow_dirty": True} if is_dirty(commit) else {})}
+
+
 def cpu_model() -> str:
     """The CPU's model name from ``/proc/cpuinfo``, else what :mod:`platform` says, else ``"unknown"``."""
     try:

@@ -29,6 +29,7 @@ import dataclasses
 import json
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -391,6 +392,26 @@ def result_files(root: str | Path) -> list[Path]:
     root = Path(root)
     return [p for p in sorted(root.rglob("*.json"))
             if p.relative_to(root).parts[0] not in NOT_RESULTS and not p.name.startswith(".")]
+
+
+def read_measured(path: str | Path, purpose: str) -> Result:
+    """A measured result file through the one gate (:meth:`Result.validate`); ``purpose`` names
+    what the caller needs it for in the error about any other kind ("rankings to fuse")."""
+    result = Result.from_json(path)
+    result.validate(path)
+    if result.kind != "measured":
+        raise HarnessError(f"{path}: only measured results have {purpose}")
+    return result
+
+
+def check_same_variant(results: Sequence[tuple[str | Path, Result]], hint: str) -> None:
+    """Refuse results whose task or variant (documents and queries) differs from the first's:
+    only those can be compared or fused query by query; ``hint`` ends the error."""
+    (first_path, first), *others = results
+    for path, other in others:
+        if (other.task.id, other.variant) != (first.task.id, first.variant):
+            raise HarnessError(f"{path}: task {other.task.id} [{other.variant or 'full data'}] differs from "
+                               f"{first_path}'s {first.task.id} [{first.variant or 'full data'}]: {hint}")
 
 
 def load_result(path: str | Path) -> dict[str, Any]:

@@ -459,8 +459,7 @@ def assemble(config: RunConfig, prepared: Prepared, retriever: Retriever, scored
         truncate_words=prepared.words, generation=evaluated.generation, main_metric=task.main_metric,
         metrics=mean_metrics(evaluated.per_query), per_query=evaluated.per_query,
         run_sha256=sha256_json(scored.run), config_hash=evaluated.config_hash,
-        environment={**provenance.environment(commit), "command": config.command,
-                     **({"allow_dirty": True} if provenance.is_dirty(commit) else {}),
+        environment={**provenance.result_environment(commit, config.command),
                      # a cache hit never restamps: the versions that computed the scores
                      **({"scored_by": scored.scored_by} if scored.scored_by else {})},
         timing={**{k: round(v, 3) for k, v in seconds.items()}, "total_seconds": round(time.time() - started, 3)},

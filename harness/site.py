@@ -171,13 +171,12 @@ def _pairs(task: str, pairs: list[Comparison], labels: dict[str, str]) -> str:
     body = []
     for c in pairs:
         ci = "–" if c.ci_low is None else f"[{fmt(c.ci_low)}, {fmt(c.ci_high)}]"
-        mark = ("▲" if (c.delta or 0) > 0 else "▼") if c.significant else ""
         body.append("<tr>" + _td(labels.get(c.a, c.a)) + _td(labels.get(c.b, c.b))
                     + _num_td(c.n, str(c.n)) + _num_td(c.delta)
                     + _num_td(c.effect_size, "–" if c.effect_size is None else f"{c.effect_size:.2f}")
                     + _td(ci) + _num_td(c.p, "–" if c.p is None else f"{c.p:.3g}")
                     + _num_td(c.p_holm, "–" if c.p_holm is None else f"{c.p_holm:.3g}")
-                    + f"<td>{_mark(mark)}</td></tr>")
+                    + f"<td>{_mark(c.mark)}</td></tr>")
     metric = pairs[0].metric
     caption = (f"All {len(pairs)} pairs on {metric} (×100): paired randomization test on the queries both rows "
                "scored, Holm-corrected over this table's pairs (α = 0.05); d_z = mean(Δ) / sd(Δ); bootstrap 95% CI. "

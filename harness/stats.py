@@ -253,6 +253,11 @@ class Comparison:
     ci_low: float | None
     ci_high: float | None
 
+    @property
+    def mark(self) -> str:
+        """``▲`` when ``a`` is significantly better than ``b``, ``▼`` when worse, else empty."""
+        return ("▲" if (self.delta or 0) > 0 else "▼") if self.significant else ""
+
 
 def _pairs(runs: Mapping[str, Mapping[str, float]], baseline: str | None) -> list[tuple[str, str]]:
     """All pairs of runs in their given order, or each other run against ``baseline``."""

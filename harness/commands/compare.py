@@ -34,25 +34,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from harness.leaderboard import Row, fmt
-    from harness.results import Result
+    from harness.results import check_same_variant, read_measured
     from harness.stats import compare
 
     paths = list(dict.fromkeys([*([args.baseline] if args.baseline else []), *args.results]))
     if len(paths) < 2:
         raise HarnessError("compare needs at least two different result files")
-    rows = []
-    for path in paths:
-        result = Result.from_json(path)
-        result.validate(path)
-        if result.kind != "measured":
-            raise HarnessError(f"{path}: only measured results have per-query values to compare")
-        rows.append(Row(Path(path), result))
+    rows = [Row(Path(path), read_measured(path, "per-query values to compare")) for path in paths]
     first = rows[0].result
     metric = args.metric or first.declared_main_metric
-    for row in rows[1:]:
-        if (row.result.task.id, row.variant) != (first.task.id, rows[0].variant):
-            raise HarnessError(f"{row.path}: task {row.task} [{row.variant or 'full data'}] differs from {rows[0].path}'s "
-                               f"{first.task.id} [{rows[0].variant or 'full data'}]: compare runs on the same queries")
+    check_same_variant([(r.path, r.result) for r in rows], "compare runs on the same queries")
     scores = {}
     for row in rows:
         values = {q: v[metric] for q, v in (row.result.per_query or {}).items() if metric in v}
@@ -69,7 +60,7 @@ def main(args: argparse.Namespace) -> int:
     pairs = [[labels[c.a], labels[c.b], str(c.n), fmt(c.delta), "–" if c.effect_size is None else f"{c.effect_size:.2f}",
               "–" if c.ci_low is None else f"[{fmt(c.ci_low)}, {fmt(c.ci_high)}]",
               "–" if c.p is None else f"{c.p:.3g}", "–" if c.p_holm is None else f"{c.p_holm:.3g}",
-              ("▲" if (c.delta or 0) > 0 else "▼") if c.significant else ""] for c in comparisons]
+              c.mark] for c in comparisons]
     test = "paired randomization test" if args.test == "randomization" else "paired t-test"
     print(f"{first.task.id} [{rows[0].variant or 'full data'}], {metric} ×100; {test}, Holm over "
           f"{len(comparisons)} comparisons, α = {args.alpha:g}\n")

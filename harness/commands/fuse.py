@@ -9,7 +9,7 @@ Examples::
 The inputs must be results of the same task variant (same documents, queries and judgements) that
 keep their run files. The fused result is a normal result file with its own run files: the
 leaderboard shows it, ``harness validate`` recomputes its metrics, and it can be fused again.
-Formulas: ``harness.fusion``'s docstring and docs/RESULTS.md.
+Formulas: ``harness.fusion``'s docstring and the README.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 
 from harness.commands._common import parse_assignments, positive_int
-from harness.errors import HarnessError
 
 
 def _weights(text: str) -> list[float]:
@@ -47,8 +46,6 @@ def main(args: argparse.Namespace) -> int:
 
     from harness.fusion import FusionSpec, default_fusion_path, fuse_results, write_fusion
 
-    if args.depth == 0:
-        raise HarnessError("--depth must be at least 1")
     spec = FusionSpec(method=args.method, params=parse_assignments(args.param, "--param"), weights=args.weights,
                       norm=args.norm, depth=args.depth)
     result, run, qrels = fuse_results(args.results, spec, command=getattr(args, "command_line", None),
