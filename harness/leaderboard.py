@@ -37,7 +37,7 @@ import tabulate
 from harness.errors import HarnessError
 from harness.io import atomic_write_text, write_png
 from harness.results import Result, result_files
-from harness.stats import Comparison, compare, holm, paired_randomization_test
+from harness.stats import Comparison, compare
 
 log = logging.getLogger(__name__)
 
@@ -312,22 +312,15 @@ def _significance(rows: list[Row], metric: str) -> dict[Path, str]:
     baseline = min(candidates, key=lambda r: (bool(r.result.generation), str(r.path)), default=None)
     if baseline is None:
         return {}
-    base_pq = baseline.result.per_query or {}
-    tested: list[tuple[Row, float, float]] = []
-    for row in rows:
-        if row is baseline or row.kind != "measured":
-            continue
-        pq = row.result.per_query or {}
-        common = sorted(q for q in pq if q in base_pq and metric in pq[q] and metric in base_pq[q])
-        if len(common) < 2:
-            continue
-        a = [pq[q][metric] for q in common]
-        b = [base_pq[q][metric] for q in common]
-        tested.append((row, paired_randomization_test(a, b), sum(a) - sum(b)))
-    adjusted = holm([p for _, p, _ in tested])
+
+    def values(row: Row) -> dict[str, float]:
+        return {q: v[metric] for q, v in (row.result.per_query or {}).items() if metric in v}
+
+    others = [r for r in rows if r is not baseline and r.kind == "measured"]
+    runs = {str(baseline.path): values(baseline)} | {str(r.path): values(r) for r in others}
+    comparisons = compare(runs, metric, baseline=str(baseline.path), alpha=ALPHA)
     marks = {baseline.path: "(baseline)"}
-    for (row, _, delta), p in zip(tested, adjusted):
-        marks[row.path] = ("▲" if delta > 0 else "▼") if p < ALPHA else ""
+    marks.update({Path(c.a): c.mark for c in comparisons})
     return marks
 
 
