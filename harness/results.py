@@ -292,10 +292,8 @@ class Result(Record):
         same documents and queries, so they can be compared (or fused) query by query."""
         if self.kind != "measured":
             return ""
-        from harness.registry import task_variant_note
-
         task = self.task
-        notes = [task_variant_note(task.id, task.to_dict())]
+        notes = [_data_note(self)]
         if task.excluded_queries_from:
             notes.append(f"without {Path(task.excluded_queries_from).stem}")
         if task.n_available and task.n_queries and task.n_queries < task.n_available:
@@ -484,8 +482,26 @@ def inside(root: str | Path, *parts: str) -> Path:
     return path
 
 
+#: File extensions dropped from a data note in a file name (``local data x.json`` → ``local-data-x``).
+DATA_SUFFIXES = r"(\.(jsonl?|tsv|csv|txt|parquet|gz|bz2|zip))+$"
+
+
+def _data_note(result: Result) -> str | None:
+    """How the data of a measured result differs from its task's full data (:meth:`Task.variant_note`)."""
+    if result.kind != "measured":
+        return None
+    from harness.registry import task_variant_note
+
+    return task_variant_note(result.task.id, result.task.to_dict())
+
+
 def default_output_path(result: Result, root: str | Path = "results") -> Path:
-    """``results/<task id>/<retriever>[__<model>][__<heads>][__<first stage><depth>][__gen-…].json``."""
+    """``results/<task id>/<retriever>[__<model>][__<heads>][__<first stage><depth>][__<variant>…][__gen-…].json``.
+
+    Everything that changes a result's numbers is in its name (query exclusion and sample, the
+    data note of :meth:`Result.variant`, the document cut, shuffled candidates, the generation
+    set-up), so two runs that differ in any of them never write the same file.
+    """
     task_dir = inside(root, *result.task.id.split("/"))
     retriever = result.retriever
     parts = [slug(retriever.name)]
@@ -501,6 +517,11 @@ def default_output_path(result: Result, root: str | Path = "results") -> Path:
         parts.append(f"excl-{slug(Path(task.excluded_queries_from).stem)}")
     if task.n_available and len(task.query_ids or []) < task.n_available:
         parts.append(f"q{len(task.query_ids or [])}-seed{task.seed}")
+    data_note = _data_note(result)
+    if data_note:  # a sample or local copy of the data: never the same file as the full task's row
+        parts.append(slug(re.sub(DATA_SUFFIXES, "", data_note).replace(" ", "-")))
+    if result.truncate_words:
+        parts.append(f"cut{int(result.truncate_words)}")
     if task.extra.get("shuffle_candidates") is not None:  # docs/PROTOCOL.md §5.4, Table 3
         parts.append(f"shuffled{int(task.extra['shuffle_candidates'])}")
     generation = result.generation

@@ -398,3 +398,33 @@ def test_offline_bm25_cells_reproduce_on_the_shared_data(cli, shared_data: Path,
     statuses = [line.split()[-1] for line in res.out.splitlines()[1:-1]]
     assert statuses == ["OK"] * 6 and res.out.splitlines()[-1] == "6 OK"
     assert check(select(load_recipes(RECIPES), ["offline"], ["offline-bm25"]), tmp_path)[0].status == "OK"
+
+
+#: Options that change how a command talks, not what it computes.
+PRESENTATION = {"output", "no_progress", "verbosity", "debug", "func", "command_line"}
+
+
+def _meaning(command: str) -> dict[str, object]:
+    """What a recorded or recipe command computes: its parsed options, minus presentation."""
+    args = build_parser().parse_args(shlex.split(command)[1:])
+    return {k: v for k, v in vars(args).items() if k not in PRESENTATION}
+
+
+def test_every_checked_in_result_was_made_by_its_recipe(conditions) -> None:
+    """The command a measured file records is its recipe's command (up to ``--output`` and
+    progress flags): a file that another command wrote under a recipe's output name fails."""
+    from harness.results import result_files
+
+    recipe = {o: c for cond in conditions for c, o in cond.commands}
+    checked, wrong = 0, []
+    for path in result_files(REPO / "results"):
+        data = json.loads(path.read_text())
+        command = (data.get("environment") or {}).get("command")
+        name = path.relative_to(REPO).as_posix()
+        if data.get("kind") != "measured" or not command or name not in recipe:
+            continue
+        checked += 1
+        if _meaning(command) != _meaning(recipe[name]):
+            wrong.append(f"{name}: made by `{command}`, recipe `{recipe[name]}`")
+    assert checked > 40
+    assert not wrong, "\n".join(wrong)

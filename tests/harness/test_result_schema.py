@@ -73,3 +73,37 @@ def test_a_plugin_family_falls_back_to_the_base_main_metric() -> None:
 def test_malformed_results_are_one_line_errors(obj: object, message: str) -> None:
     with pytest.raises(HarnessError, match=message):
         Result.from_dict(obj, "f.json")
+
+
+def test_what_changes_the_numbers_changes_the_default_name() -> None:
+    """A sample of the data, a local copy or a document cut never writes the full task's file."""
+    from dataclasses import replace
+
+    from harness.results import default_output_path
+
+    base = Result.from_json(RESULTS / "clipper" / "qr__smollm2-135m__file_smollm2-135m.json")
+    hub = replace(base, task=replace(base.task, source="hf:chtmp223/CLIPPER", extra={}))
+    variants = {
+        "sample, cut 300": base,
+        "sample, cut 150": replace(base, truncate_words=150),
+        "sample, no cut": replace(base, truncate_words=None),
+        "hub data, cut 300": hub,
+        "hub data, no cut": replace(hub, truncate_words=None),
+    }
+    names = {label: default_output_path(r, RESULTS).name for label, r in variants.items()}
+    assert len(set(names.values())) == len(names), names
+    assert names["sample, cut 300"] == "qr__smollm2-135m__file_smollm2-135m__2-books__cut300.json"
+    assert names["hub data, no cut"] == "qr__smollm2-135m__file_smollm2-135m.json"
+
+
+def test_checked_in_measured_results_have_distinct_default_names() -> None:
+    from harness.results import default_output_path
+
+    names: dict[Path, Path] = {}
+    for path in FILES:
+        result = Result.from_json(path)
+        if result.kind == "measured" and result.retriever.name != "fusion":
+            name = default_output_path(result, RESULTS)
+            assert name not in names, f"{path} and {names[name]} both default to {name}"
+            names[name] = path
+    assert len(names) > 40

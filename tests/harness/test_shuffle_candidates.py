@@ -61,8 +61,8 @@ def test_shuffled_run_records_the_seed_in_task_hash_and_file_name(beir_dir, tmp_
     assert mixed.config_hash != plain.config_hash
     # position cannot help: the position-only ranker's first-stage order is gone
     assert mixed.metrics["nDCG@10"] != pytest.approx(plain.metrics["nDCG@10"])
-    assert default_output_path(mixed, tmp_path).name == "position__bm2510__shuffled7.json"
-    assert default_output_path(plain, tmp_path).name == "position__bm2510.json"
+    assert default_output_path(mixed, tmp_path).name == "position__bm2510__local-data-toy__cut400__shuffled7.json"
+    assert default_output_path(plain, tmp_path).name == "position__bm2510__local-data-toy__cut400.json"
     saved = json.loads(mixed.to_json())
     assert saved["task"]["shuffle_candidates"] == 7
 
