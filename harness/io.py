@@ -76,16 +76,32 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def _new_file_mode() -> int:
+    """The mode ``open()`` gives a new file under this process's umask (``0o644`` under ``022``)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+#: Read once: ``os.umask`` can only be read by setting it.
+NEW_FILE_MODE = _new_file_mode()
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename (never half-written)."""
+    """Write ``data`` to ``path`` through a temporary file and a rename (never half-written).
+
+    The file gets the permissions a plain ``open(path, "w")`` would give it: those of the file it
+    replaces, or ``0o666`` less the umask (not the ``0o600`` of a temporary file)."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         _remove_orphans(path)
+        mode = path.stat().st_mode & 0o7777 if path.is_file() else NEW_FILE_MODE
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
         raise HarnessError(f"{path}: cannot write ({exc.strerror or exc})") from None
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

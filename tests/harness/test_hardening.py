@@ -131,6 +131,28 @@ def test_a_read_only_results_root_fails_before_any_work(cli, beir_dir: Path, tmp
         root.chmod(0o700)
 
 
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's read-only /proc (any user, root too)")
+def test_a_results_root_on_a_read_only_file_system_fails_before_any_work(cli, beir_dir: Path) -> None:
+    _one_line_error(cli("run", "--task", str(beir_dir), "--retriever", "bm25", "--results-root", "/proc/self/results"),
+                    "/proc/self/results", "cannot create folder")
+
+
+def test_files_are_written_with_the_permissions_of_a_plain_open(tmp_path: Path) -> None:
+    """Atomic writes go through a 0600 temporary file; the result must not keep that mode."""
+    from harness.io import NEW_FILE_MODE, atomic_write_bytes
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    new = tmp_path / "new.run.gz"
+    atomic_write_bytes(new, b"x")
+    assert new.stat().st_mode & 0o777 == 0o666 & ~umask == NEW_FILE_MODE
+    kept = tmp_path / "kept.json"
+    kept.write_bytes(b"old")
+    kept.chmod(0o640)
+    atomic_write_bytes(kept, b"new")
+    assert kept.stat().st_mode & 0o777 == 0o640 and kept.read_bytes() == b"new"
+
+
 def test_an_unwritable_cache_turns_caching_off_with_a_warning(cli, beir_dir: Path, tmp_path: Path, monkeypatch,
                                                              caplog) -> None:
     blocker = tmp_path / "cache-is-a-file"
@@ -368,3 +390,34 @@ def test_scores_from_the_resume_cache_name_the_code_that_computed_them(beir_dir:
     monkeypatch.setattr(resume, "_commit", lambda: "new-commit")
     second, _ = execute(RunConfig(**config, output=str(tmp_path / "b.json")))  # every query from the cache
     assert second.environment["scored_by"] == ["old-commit"]
+
+
+def test_a_run_file_keeps_the_depth_that_map_reads(tmp_path: Path) -> None:
+    """MAP reads the whole ranking (1000 rows on Cranfield): a run file cut at --run-depth would
+    leave it unchecked, so the file keeps the full ranking and validate recomputes MAP too."""
+    from harness.runner import RunConfig, execute
+
+    out = tmp_path / "bm25.json"
+    result, _ = execute(RunConfig(task="cranfield", retriever="bm25", output=str(out), run_depth=10,
+                                  show_progress=False, allow_dirty=True))
+    assert "MAP" in result.metrics and result.runs["ranking"]["top_k"] == 1000
+    assert Result.from_json(out).validate(out) == []  # nothing left unrecomputed
+    # Only cut-off metrics: the file keeps what was asked for.
+    narrow = replace_metrics(result, {"nDCG@10": result.metrics["nDCG@10"]})
+    run, qrels = _ranking_and_qrels(out)
+    narrow.write_with_runs(tmp_path / "narrow.json", run, qrels, tag="bm25", top_k=10)
+    assert narrow.runs["ranking"]["top_k"] == 10 and narrow.validate(tmp_path / "narrow.json") == []
+
+
+def replace_metrics(result: Result, metrics: dict[str, float]) -> Result:
+    from dataclasses import replace
+
+    per_query = {q: {m: v[m] for m in metrics} for q, v in (result.per_query or {}).items()}
+    return replace(result, metrics=metrics, per_query=per_query)
+
+
+def _ranking_and_qrels(path: Path):
+    from harness.runfiles import read_run_files
+
+    ranking, qrels, _ = read_run_files(path, Result.from_json(path).runs)
+    return ranking, qrels

@@ -28,8 +28,9 @@ def results_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return results
 
 
-def _one(results_dir: Path, name: str) -> tuple[Path, dict]:
-    path = min(results_dir.rglob(f"{name}.json"))
+def _one(results_dir: Path, retriever: str) -> tuple[Path, dict]:
+    """The result of ``retriever`` alone (no first stage): ``<retriever>__<variant>.json``."""
+    path = min(p for p in results_dir.rglob(f"{retriever}__*.json") if p.name.count("__") == 1)
     return path, load_result(path)
 
 
