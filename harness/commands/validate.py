@@ -15,6 +15,9 @@ from harness.results import Result
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("validate", help="check result files: schema, coverage, metrics vs per-query values", description=__doc__)
     p.add_argument("files", nargs="+", metavar="FILE|DIR", help="result files, or folders of them")
+    p.add_argument("--answers", action="store_true",
+                   help="also re-score the answers generation results record against the task's gold answers "
+                        "(needs the task's data where the recorded command found it)")
     p.set_defaults(func=main)
 
 
@@ -28,14 +31,21 @@ def main(args: argparse.Namespace) -> int:
     paths = [str(p) for arg in args.files for p in (result_files(arg) if Path(arg).is_dir() else [Path(arg)])]
     for path in paths:
         try:
-            warnings = Result.from_json(path).validate(path)
+            result = Result.from_json(path)
+            warnings = result.validate(path)
+            rescored = 0
+            if args.answers:
+                from harness.answers import rescore_answers
+
+                rescored, more = rescore_answers(result, path)
+                warnings += more
         except HarnessError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failed += 1
             continue
         for warning in warnings:
             print(f"{path}: warning: {warning}")
-        print(f"{path}: ok")
+        print(f"{path}: ok" + (f" ({rescored} recorded answers re-scored: same values)" if rescored else ""))
     if failed and len(paths) > 1:
         print(f"{failed} of {len(paths)} files failed", file=sys.stderr)
     return 2 if failed else 0

@@ -1,0 +1,87 @@
+"""Re-score the answers a result records: ``harness validate --answers``.
+
+A generation result keeps every answer it scored (``generation.records[*].output``, the empty
+answer where the generation failed). Its answer metrics (EM/F1, ROUGE-1 recall, CLIPPER's claim
+accuracy…) are not functions of the run and qrels, so :func:`harness.runfiles.check_against_runs`
+cannot check them; this module can, given the task's data: it rebuilds the task from the command
+the result records, checks that the data has the sha256 the result records, scores the recorded
+answers with the task's own :meth:`~harness.types.Task.score_generations`, and compares each
+per-query value with the file's. LM-judged answers (a ``judge``) are not re-scored: that would mean
+calling the judge again.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError
+from harness.results import Result
+
+
+def _task_of(result: Result, where: str) -> Any:
+    """The task the result's recorded ``harness run`` command evaluated (with its data folder)."""
+    from harness.cli import build_parser
+    from harness.commands._common import parse_assignments
+    from harness.registry import make_task
+
+    command = result.environment.get("command") if isinstance(result.environment, dict) else None
+    if not command:
+        raise HarnessError(f"{where}: no recorded command, so its task data cannot be found to re-score the answers")
+    try:
+        args = build_parser().parse_args(shlex.split(command)[1:])
+    except (SystemExit, ValueError):
+        raise HarnessError(f"{where}: recorded command cannot be parsed: {command!r}") from None
+    if getattr(args, "verb", None) != "run":
+        raise HarnessError(f"{where}: recorded command is not a `harness run`: {command!r}")
+    return make_task(args.task, data=args.data, **parse_assignments(args.task_set, "--task-set"))
+
+
+def rescore_answers(result: Result, path: str | Path, tolerance: float = 1e-9) -> tuple[int, list[str]]:
+    """Re-score the recorded answers of ``result`` against its task's gold answers.
+
+    Raises :class:`HarnessError` when the data differs from the recorded data, an answer is
+    missing, or a per-query answer metric differs from the re-scored one by more than
+    ``tolerance``; returns the number of answers re-scored and warnings (answers judged by an
+    LM are not re-scored).
+    """
+    where = str(path)
+    generation = result.generation or {}
+    records = generation.get("records")
+    if result.kind != "measured" or not records:
+        return 0, []
+    if generation.get("judge"):
+        return 0, ["answers judged by an LM: not re-scored (that would call the judge again)"]
+    task = _task_of(result, where)
+    data = task.load()
+    recorded, loaded = result.task.sha256, data.provenance.get("sha256")
+    if recorded and recorded != loaded:
+        raise HarnessError(f"{where}: the task data found now ({task.id}, sha256 {loaded}) is not the data the "
+                           f"result ran on (sha256 {recorded})")
+    if data.instances is None:
+        raise HarnessError(f"{where}: task {task.id!r} has no instances with answers to re-score")
+    by_id = {inst.query.id: inst for inst in data.instances}
+    missing = [r.get("query_id") for r in records if r.get("query_id") not in by_id]
+    if missing:
+        raise HarnessError(f"{where}: {len(missing)} recorded answers are for queries the task data lacks, "
+                           f"e.g. {missing[0]!r}")
+    instances = [by_id[r["query_id"]] for r in records]
+    outputs = [str(r.get("output") or "") if r.get("error") is None else "" for r in records]
+    rescored = task.score_generations(instances, outputs, None)
+    per_query = result.per_query or {}
+    for unit, values in rescored.items():
+        kept = per_query.get(unit)
+        if kept is None:
+            raise HarnessError(f"{where}: per_query lacks {unit!r}, which its recorded answer scores")
+        for metric, value in values.items():
+            if metric not in kept or not math.isclose(kept[metric], value, rel_tol=0, abs_tol=tolerance):
+                raise HarnessError(f"{where}: per_query[{unit!r}][{metric!r}] is {kept.get(metric)!r}, but its "
+                                   f"recorded answer scores {value!r}")
+    answer_metrics = {metric for values in rescored.values() for metric in values}
+    extra = sorted(unit for unit, values in per_query.items() if unit not in rescored and answer_metrics & set(values))
+    if extra:
+        raise HarnessError(f"{where}: per_query has answer metrics for {len(extra)} units without a recorded answer, "
+                           f"e.g. {extra[0]!r}")
+    return len(records), []
