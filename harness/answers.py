@@ -55,7 +55,11 @@ def rescore_answers(result: Result, path: str | Path, tolerance: float = 1e-9) -
     if generation.get("judge"):
         return 0, ["answers judged by an LM: not re-scored (that would call the judge again)"]
     task = _task_of(result, where)
-    data = task.load()
+    try:
+        data = task.load()
+    except HarnessError as exc:
+        raise HarnessError(f"{where}: cannot load its task data to re-score the answers ({exc}); run from the "
+                           "folder the recorded command ran in") from None
     recorded, loaded = result.task.sha256, data.provenance.get("sha256")
     if recorded and recorded != loaded:
         raise HarnessError(f"{where}: the task data found now ({task.id}, sha256 {loaded}) is not the data the "

@@ -69,6 +69,8 @@ def _answer_edited(obj: dict) -> None:
     (_answer_edited, "but its recorded answer scores"),
     (lambda obj: obj["task"]["sha256"].update({"hotpot_dev_distractor_v1.json": "0" * 64}), "not the data the result"),
     (lambda obj: obj["environment"].pop("command"), "no recorded command"),
+    (lambda obj: obj["environment"].update(command=obj["environment"]["command"].replace("--data ", "--data /nowhere")),
+     "cannot load its task data"),
 ])
 def test_tampered_answers_or_data_fail(shared_data: Path, tmp_path: Path, mutate, message: str) -> None:
     path, obj = _copy(HOTPOT, tmp_path, shared_data)
