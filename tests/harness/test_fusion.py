@@ -140,3 +140,18 @@ def test_fusion_refuses_other_data_and_files_without_runs(cli, beir_dir: Path, t
     assert res.code == 2 and "keeps no run file" in res.err
     res = cli("fuse", str(a), str(a), "--method", "wsum", "--weights", "1,2,3", "--output", str(tmp_path / "z.json"))
     assert res.code == 2 and "3 values for 2 results" in res.err
+
+
+def test_checked_in_fused_rows_were_made_from_the_checked_in_inputs() -> None:
+    """A fused row is stale once an input is re-run: its recorded input hashes must be the files'."""
+    import hashlib
+
+    repo = Path(__file__).resolve().parents[2]
+    fused = [p for p in (repo / "results").rglob("fusion-*.json")]
+    assert len(fused) >= 3
+    for path in fused:
+        for entry in Result.from_json(path).retriever.params["inputs"]:
+            source = repo / entry["file"]
+            assert hashlib.sha256(source.read_bytes()).hexdigest() == entry["sha256"], (
+                f"{path.name} was fused from an older {entry['file']}: run its recipe again")
+            assert Result.from_json(source).runs["ranking"]["sha256"] == entry["run_sha256"]
