@@ -366,6 +366,32 @@ def _child_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
 
 
+def in_dependency_order(conditions: list[Condition]) -> list[tuple[Condition, str, str]]:
+    """Every distinct ``(condition, command, output)``, in recipe order except that a command naming
+    another command's output (``harness fuse A.json B.json``) runs after the command that writes it.
+
+    >>> from types import SimpleNamespace as C
+    >>> fuse = C(name="f", commands=[("harness fuse a.json b.json --output f.json", "f.json")])
+    >>> runs = C(name="r", commands=[("harness run --output a.json", "a.json"), ("harness run --output b.json", "b.json")])
+    >>> [out for _, _, out in in_dependency_order([fuse, runs])]
+    ['a.json', 'b.json', 'f.json']
+    """
+    todo = [(cond, command, output) for cond in conditions for command, output in cond.commands]
+    writer = {output: i for i, (_, _, output) in enumerate(todo)}
+    needs = [{writer[t] for t in shlex.split(command) if t in writer and writer[t] != i}
+             for i, (_, command, _) in enumerate(todo)]
+    done: set[int] = set()
+    order: list[int] = []
+    while len(order) < len(todo):
+        ready = [i for i in range(len(todo)) if i not in done and needs[i] <= done]
+        if not ready:
+            stuck = [todo[i][1] for i in range(len(todo)) if i not in done]
+            raise HarnessError(f"recipes read each other's outputs in a cycle: {stuck[0]!r} ...")
+        order.append(ready[0])
+        done.add(ready[0])
+    return [todo[i] for i in order]
+
+
 def run_conditions(
     conditions: list[Condition],
     root: str | Path = ".",
@@ -378,16 +404,15 @@ def run_conditions(
     ``on_start`` is called with each command before it runs.
     """
     failures = []
-    for cond in conditions:
-        for command, output in cond.commands:
-            argv = command_argv(command)
-            if extra_args:
-                argv[3:3] = list(extra_args)  # global flags go before the verb
-            log.info("running %s", command)
-            if on_start is not None:
-                on_start(command)
-            code = subprocess.run(argv, cwd=str(root), env=_child_env(), check=False).returncode
-            if code != 0:
-                log.error("%s: exit status %d (%s not written)", cond.name, code, output)
-                failures.append(command)
+    for cond, command, output in in_dependency_order(conditions):
+        argv = command_argv(command)
+        if extra_args:
+            argv[3:3] = list(extra_args)  # global flags go before the verb
+        log.info("running %s", command)
+        if on_start is not None:
+            on_start(command)
+        code = subprocess.run(argv, cwd=str(root), env=_child_env(), check=False).returncode
+        if code != 0:
+            log.error("%s: exit status %d (%s not written)", cond.name, code, output)
+            failures.append(command)
     return failures

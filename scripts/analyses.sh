@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The paper's head analyses on the offline model (SmolLM2-135M), from the checked-in result files:
 # writes results/ANALYSES.md (or the file named by $1). Every table is the output of the command
-# printed above it; the result files come from scripts/offline_runs.sh (step "heads").
+# printed above it; the result files come from the `offline` recipes of reproduce/paper.yaml (scripts/offline_runs.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-results/ANALYSES.md}

@@ -24,6 +24,7 @@ from harness.reproduce import (
     failed,
     format_checks,
     format_list,
+    in_dependency_order,
     load_recipes,
     run_conditions,
     select,
@@ -68,11 +69,13 @@ def main(args: argparse.Namespace) -> int:
     if args.list:
         print(format_list(conditions))
         return 0
-    if args.dry_run:
-        for cond in conditions:
-            print(f"# {cond.name} (table {cond.table})" + (f": {cond.description}" if cond.description else ""))
-            for command, _ in cond.commands:
-                print(command)
+    if args.dry_run:  # in the order a run takes: a command reading another's output comes after it
+        previous = None
+        for cond, command, _ in in_dependency_order(conditions):
+            if cond is not previous:
+                print(f"# {cond.name} (table {cond.table})" + (f": {cond.description}" if cond.description else ""))
+                previous = cond
+            print(command)
         return 0
     run_failures: list[str] = []
     if not args.check:

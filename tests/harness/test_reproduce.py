@@ -428,3 +428,31 @@ def test_every_checked_in_result_was_made_by_its_recipe(conditions) -> None:
             wrong.append(f"{name}: made by `{command}`, recipe `{recipe[name]}`")
     assert checked > 40
     assert not wrong, "\n".join(wrong)
+
+
+def test_commands_run_after_the_commands_whose_outputs_they_read(conditions) -> None:
+    """``harness reproduce --table offline`` fuses rows only after re-running their inputs."""
+    from harness.reproduce import in_dependency_order
+
+    order = [(command, output) for _, command, output in in_dependency_order(conditions)]
+    position = {output: i for i, (_, output) in enumerate(order)}
+    fused = 0
+    for i, (command, _) in enumerate(order):
+        inputs = [t for t in shlex.split(command) if t in position and t != order[i][1]]
+        assert all(position[t] < i for t in inputs), command
+        fused += command.startswith("harness fuse")
+    assert fused >= 4 and len(order) == sum(len(c.commands) for c in conditions)
+
+
+def test_recipes_that_read_each_other_in_a_cycle_are_refused(tmp_path: Path) -> None:
+    from harness.reproduce import in_dependency_order
+
+    recipes = tmp_path / "r.yaml"
+    recipes.write_text(yaml.safe_dump({"conditions": [
+        {"name": "a", "table": "t", "command": "harness fuse b.json c.json --output {output}", "output": "a.json",
+         "cells": [{"task": "cranfield", "metric": "nDCG@10", "expected": 0.1}]},
+        {"name": "b", "table": "t", "command": "harness fuse a.json c.json --output {output}", "output": "b.json",
+         "cells": [{"task": "cranfield", "metric": "nDCG@10", "expected": 0.1}]},
+    ]}))
+    with pytest.raises(HarnessError, match="cycle"):
+        in_dependency_order(load_recipes(recipes))
