@@ -42,8 +42,6 @@ GENERATION_RESULTS = sorted(p for p in (REPO / "results").rglob("*.json")
 @pytest.mark.parametrize("source", GENERATION_RESULTS, ids=lambda p: p.relative_to(REPO / "results").as_posix())
 def test_every_checked_in_answer_rescores_to_its_value(shared_data: Path, tmp_path: Path, source: Path) -> None:
     path, obj = _copy(source, tmp_path, shared_data)
-    if not obj["environment"].get("command"):
-        pytest.skip("schema-1 file without its command (being re-run, see test_result_schema.SCHEMA_1_LEFT)")
     assert _rescore(path) == (len(obj["generation"]["records"]), [])
 
 

@@ -17,7 +17,6 @@ FILES = result_files(RESULTS)
 SCHEMA_1_LEFT = {
     "cacm/icr__smollm2-135m__full__bm2520.json",
     "cacm/qr__qwen2.5-0.5b__file_qwen2.5-0.5b.json__bm2520.json",
-    "clipper/bm25__q40-seed42__gen-smollm2-135m-full.json",
 }
 
 
