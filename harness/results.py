@@ -246,11 +246,11 @@ class Result(Record):
     def write_with_runs(self, path: str | Path, run: dict[str, dict[str, float]], qrels: dict[str, dict[str, int]],
                         *, tag: str, top_k: int = 100, first_stage: dict[str, dict[str, float]] | None = None) -> None:
         """Write the run files beside ``path``, record them in ``runs``, then write the result."""
-        from harness.runfiles import kept_depth, write_run_files
+        from harness.runfiles import write_run_files
 
         path = Path(path)
         depth = self.first_stage.depth if self.first_stage else None
-        self.runs = write_run_files(path, run, qrels, tag=tag, top_k=kept_depth(self.metrics, top_k, run),
+        self.runs = write_run_files(path, run, qrels, tag=tag, top_k=top_k,
                                     ignore_identical_ids=bool(self.task.ignore_identical_ids),
                                     first_stage=first_stage, first_stage_depth=depth)
         if "runs" not in self.order:

@@ -3,9 +3,8 @@
 ``x.json`` is accompanied by
 
 - ``x.run.gz``: the ranking, a gzipped TREC run (``qid Q0 docid rank score tag``, ranks from 1,
-  rows by ``(-score, docid)``), the top ``k`` per query (default 100, deeper when a reported
-  metric reads further, e.g. the whole ranking for MAP: :func:`kept_depth`; one more when
-  identical query/document ids are ignored, so that every cut-off up to ``k`` stays exact);
+  rows by ``(-score, docid)``), the top ``k`` per query (default 100; one more when identical
+  query/document ids are ignored, so that every cut-off up to ``k`` stays exact);
 - ``x.first-stage.run.gz``: for re-rankers, the candidate lists they re-ranked (the first
   stage's top ``depth``), so that anyone can re-rank, fuse or re-score our candidates;
 - ``x.qrels.gz``: the judgements of the evaluated queries (TREC qrels).
@@ -20,7 +19,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -69,29 +68,6 @@ def write_run_files(result_path: Path, run: Run, qrels: Qrels, *, tag: str, top_
     path = sibling(result_path, "qrels")
     record["qrels"] = {"file": path.name, "sha256": _write_gz(path, _qrels_text(qrels))}
     return record
-
-
-def kept_depth(metrics: Iterable[str], top_k: int, run: Run) -> int:
-    """Rows per query to keep: ``top_k``, or deeper when a ranking metric of the result looks
-    past it (``MAP`` has no cut-off: it reads the whole ranking; ``R@1000`` reads 1000 rows), so
-    that :func:`check_against_runs` can recompute every ranking metric from the file.
-
-    >>> kept_depth(["nDCG@10", "MAP"], 100, {"q1": {f"d{i}": -i for i in range(1000)}})
-    1000
-    >>> kept_depth(["nDCG@10", "R@100", "accuracy"], 100, {"q1": {f"d{i}": -i for i in range(1000)}})
-    100
-    """
-    from harness.metrics import parse_metric
-
-    longest = max((len(r) for r in run.values()), default=0)
-    need = top_k
-    for name in metrics:
-        try:
-            _, cutoff = parse_metric(name)
-        except HarnessError:
-            continue  # an answer metric or a diagnostic: not read from the ranking
-        need = max(need, longest if cutoff is None else min(cutoff, longest))
-    return need
 
 
 def _checked(folder: Path, entry: Mapping[str, Any], where: str) -> Path:

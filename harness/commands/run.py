@@ -44,8 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--full-context", action="store_true", help="give the generator every candidate instead of the top-k")
     g.add_argument("--max-tokens", type=int, help="generation length limit")
     p.add_argument("--run-depth", type=int, default=100,
-                   help="rows per query kept in the gzipped TREC run written beside the result (default 100; "
-                        "deeper where a reported metric reads further, e.g. the whole ranking for MAP)")
+                   help="rows per query kept in the gzipped TREC run written beside the result (default 100)")
     p.add_argument("--allow-dirty", action="store_true",
                    help="write a result from a checkout with uncommitted changes (recorded in the result)")
     g.add_argument("--allow-failures", action="store_true",

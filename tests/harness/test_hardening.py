@@ -391,33 +391,3 @@ def test_scores_from_the_resume_cache_name_the_code_that_computed_them(beir_dir:
     second, _ = execute(RunConfig(**config, output=str(tmp_path / "b.json")))  # every query from the cache
     assert second.environment["scored_by"] == ["old-commit"]
 
-
-def test_a_run_file_keeps_the_depth_that_map_reads(tmp_path: Path) -> None:
-    """MAP reads the whole ranking (1000 rows on Cranfield): a run file cut at --run-depth would
-    leave it unchecked, so the file keeps the full ranking and validate recomputes MAP too."""
-    from harness.runner import RunConfig, execute
-
-    out = tmp_path / "bm25.json"
-    result, _ = execute(RunConfig(task="cranfield", retriever="bm25", output=str(out), run_depth=10,
-                                  show_progress=False, allow_dirty=True))
-    assert "MAP" in result.metrics and result.runs["ranking"]["top_k"] == 1000
-    assert Result.from_json(out).validate(out) == []  # nothing left unrecomputed
-    # Only cut-off metrics: the file keeps what was asked for.
-    narrow = replace_metrics(result, {"nDCG@10": result.metrics["nDCG@10"]})
-    run, qrels = _ranking_and_qrels(out)
-    narrow.write_with_runs(tmp_path / "narrow.json", run, qrels, tag="bm25", top_k=10)
-    assert narrow.runs["ranking"]["top_k"] == 10 and narrow.validate(tmp_path / "narrow.json") == []
-
-
-def replace_metrics(result: Result, metrics: dict[str, float]) -> Result:
-    from dataclasses import replace
-
-    per_query = {q: {m: v[m] for m in metrics} for q, v in (result.per_query or {}).items()}
-    return replace(result, metrics=metrics, per_query=per_query)
-
-
-def _ranking_and_qrels(path: Path):
-    from harness.runfiles import read_run_files
-
-    ranking, qrels, _ = read_run_files(path, Result.from_json(path).runs)
-    return ranking, qrels

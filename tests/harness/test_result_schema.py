@@ -103,3 +103,10 @@ def test_checked_in_measured_results_have_distinct_default_names() -> None:
             assert name not in names, f"{path} and {names[name]} both default to {name}"
             names[name] = path
     assert len(names) > 40
+
+
+def test_checked_in_result_files_stay_small() -> None:
+    """Runs are kept at their --run-depth (100 rows), not the 1000-row ranking MAP reads: the
+    repository takes no file over 2 MiB (a full Cranfield run at depth 1000 is 2.7 MB gzipped)."""
+    big = [p for p in RESULTS.rglob("*") if p.is_file() and p.stat().st_size > 2 * 1024 * 1024]
+    assert not big, big
