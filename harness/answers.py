@@ -13,7 +13,6 @@ calling the judge again.
 from __future__ import annotations
 
 import math
-import shlex
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from harness.results import Result
 
 def _task_of(result: Result, where: str) -> Any:
     """The task the result's recorded ``harness run`` command evaluated (with its data folder)."""
-    from harness.cli import build_parser
+    from harness.cli import parse_command
     from harness.commands._common import parse_assignments
     from harness.registry import make_task
 
@@ -31,9 +30,9 @@ def _task_of(result: Result, where: str) -> Any:
     if not command:
         raise HarnessError(f"{where}: no recorded command, so its task data cannot be found to re-score the answers")
     try:
-        args = build_parser().parse_args(shlex.split(command)[1:])
-    except (SystemExit, ValueError):
-        raise HarnessError(f"{where}: recorded command cannot be parsed: {command!r}") from None
+        args = parse_command(command)
+    except HarnessError as exc:
+        raise HarnessError(f"{where}: recorded {exc}") from None
     if getattr(args, "verb", None) != "run":
         raise HarnessError(f"{where}: recorded command is not a `harness run`: {command!r}")
     return make_task(args.task, data=args.data, **parse_assignments(args.task_set, "--task-set"))

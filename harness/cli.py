@@ -53,6 +53,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_command(command: str) -> argparse.Namespace:
+    """The parsed options of a ``harness …`` command line, as a result records it (one-line errors).
+
+    >>> parse_command("harness --no-progress run --task cranfield --retriever bm25").task
+    'cranfield'
+    """
+    try:
+        words = shlex.split(command)
+    except ValueError as exc:
+        raise HarnessError(f"command cannot be split into words ({exc}): {command!r}") from None
+    if not words or words[0] != "harness":
+        raise HarnessError(f"not a harness command: {command!r}")
+    try:
+        return build_parser().parse_args(words[1:])
+    except SystemExit:
+        raise HarnessError(f"command cannot be parsed: {command!r}") from None
+
+
 def _configure_logging(verbosity: int) -> None:
     level = {0: logging.ERROR, 1: logging.WARNING, 2: logging.INFO, 3: logging.DEBUG}[verbosity]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")

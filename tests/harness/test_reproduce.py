@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.cli import build_parser
+from harness.cli import build_parser, parse_command
 from harness.errors import HarnessError
 from harness.registry import BUILTIN_RETRIEVERS
 from harness.reported import load_tables
@@ -406,8 +406,7 @@ PRESENTATION = {"output", "no_progress", "verbosity", "debug", "func", "command_
 
 def _meaning(command: str) -> dict[str, object]:
     """What a recorded or recipe command computes: its parsed options, minus presentation."""
-    args = build_parser().parse_args(shlex.split(command)[1:])
-    return {k: v for k, v in vars(args).items() if k not in PRESENTATION}
+    return {k: v for k, v in vars(parse_command(command)).items() if k not in PRESENTATION}
 
 
 def test_every_checked_in_result_was_made_by_its_recipe(conditions) -> None:
