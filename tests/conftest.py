@@ -8,6 +8,9 @@ reason; with ``HARNESS_REQUIRE_SHARED_DATA=1`` (set by ``.ci/run``) the skip bec
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,16 @@ REPO = Path(__file__).resolve().parent.parent
 # A developer's checkout is usually dirty; module-scoped fixtures run before per-test settings, so
 # this is process-wide. The refusal itself is tested in tests/harness/test_hardening.py.
 os.environ["HARNESS_ALLOW_DIRTY"] = "1"
+
+
+def pip_install_copy(package: Path, work: Path) -> Path:
+    """``package`` (a folder with a pyproject.toml) installed by pip into ``work/site``, built from a
+    copy in ``work/src`` so that the checkout stays clean; returns the site folder."""
+    source = shutil.copytree(package, work / "src", ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    target = work / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                    "--target", str(target), str(source)], check=True, capture_output=True)
+    return target
 
 
 def _shared_data_dir() -> Path:

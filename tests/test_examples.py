@@ -11,7 +11,6 @@ import copy
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -21,6 +20,7 @@ import pytest
 
 from harness.cli import main as harness_main
 from harness.types import Document, Instance, Query
+from tests.conftest import pip_install_copy
 from tests.harness.conftest import write_beir
 
 REPO = Path(__file__).resolve().parent.parent
@@ -30,25 +30,7 @@ EXAMPLE = REPO / "examples" / "harness-tfidf-retriever"
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The example installed by pip into a private folder (built from a copy: the checkout stays clean)."""
-    work = tmp_path_factory.mktemp("tfidf")
-    source = shutil.copytree(EXAMPLE, work / "src", ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
-    target = work / "site"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            str(target),
-            str(source),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    target = pip_install_copy(EXAMPLE, tmp_path_factory.mktemp("tfidf"))
     assert (target / "harness_tfidf" / "retriever.py").is_file()
     return target
 
