@@ -54,7 +54,8 @@ Models
     ``--model`` (default ``smollm2-135m``) is anything :func:`harness.models.load_causal_lm`
     accepts; ``--random-config llama-3.1-8b`` instead builds the Llama-3.1-8B shape with random
     weights (seed 0; tokenizer from ``--tokenizer``), whose default heads are the paper's NQ set
-    (highest layer 20); ``tiny-llama`` is a 4-layer toy for quick checks.
+    (highest layer 20); ``tiny-llama`` is a 4-layer toy for quick checks (it has no known heads:
+    name them, e.g. ``--heads full``). Without ``--heads``, a model with no known QRHeads is refused.
 
 GPU mode (``--gpu``)
     The GPU workload in one command: the Llama-3.1-8B shape with random bf16 weights and the
@@ -74,7 +75,7 @@ Example::
 
     harness bench qr --lengths 1024,2048,8192 --heads results/heads/smollm2-135m.json \\
         --output results/bench/qr-cpu-smollm2.json
-    harness bench qr --random-config tiny-llama --lengths 256 --repeats 1 --json
+    harness bench qr --random-config tiny-llama --heads full --lengths 256 --repeats 1 --json
     harness -v 2 bench qr --gpu                  # on a GPU machine
 """
 
@@ -235,7 +236,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--tokenizer", default=None, help="tokenizer of --random-config (default smollm2-135m)")
     parser.add_argument(
-        "--heads", default=None, help="head set name, head file, 'layer-head,...' list or 'full' (default: the model's)"
+        "--heads", default=None,
+        help="head set name, head file, 'layer-head,...' list or 'full' (default: the model's known QRHeads, if any)"
     )
     parser.add_argument(
         "--lengths",
@@ -318,6 +320,31 @@ def _fill_defaults(args: argparse.Namespace) -> None:
     args.repeats = DEFAULT_REPEATS if args.repeats is None else args.repeats
 
 
+def check_default_heads(args: argparse.Namespace) -> None:
+    """Without ``--heads`` the model must have known QRHeads (the paper's set, an offline alias's
+    packaged file): refuse now with :func:`~harness.attention.heads.resolve_heads`'s one line, not
+    once per worker."""
+    if args.heads is not None:
+        return
+    from harness.attention.heads import ModelShape, default_head_file, resolve_heads
+
+    if args.random_config:
+        c = RANDOM_CONFIGS[args.random_config]
+        resolve_heads(None, ModelShape("llama", c["num_hidden_layers"], c["num_attention_heads"],
+                                       c["num_key_value_heads"], c["hidden_size"]))
+        return
+    if default_head_file(args.model) is not None:
+        return
+    from transformers import AutoConfig
+
+    from harness.models.resolve import ensure_available, resolve_model
+
+    info = resolve_model(args.model)
+    ensure_available(info)
+    config = AutoConfig.from_pretrained(info.path, **({"revision": info.revision} if info.source == "hub" else {}))
+    resolve_heads(None, ModelShape.from_config(config), alias=info.alias or args.model)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark; print a summary (or the JSON rows) and optionally write the record."""
     from harness.io import check_writable
@@ -343,6 +370,7 @@ def run(args: argparse.Namespace) -> int:
         raise HarnessError(f"--max-naive-gib must be at least 0, got {args.max_naive_gib}")
     if args.output is not None:
         check_writable(args.output)
+    check_default_heads(args)
     record = benchmark(
         model=args.model, random_config=args.random_config, tokenizer=args.tokenizer, heads=args.heads,
         lengths=lengths, methods=methods, repeats=args.repeats, warmup=args.warmup, queries=args.queries,

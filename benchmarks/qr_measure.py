@@ -184,7 +184,7 @@ def load(spec: dict[str, Any]) -> Loaded:
         )
         label, alias = spec["model"], info.alias
     shape = ModelShape.from_config(model.config)
-    heads = resolve_heads(spec.get("heads"), shape, alias=alias)
+    heads = resolve_heads(spec.get("heads"), shape, alias=alias or spec.get("model"))
     return Loaded(model, tokenizer, detect_template(model.config, tokenizer), heads, shape, device, dtype, label)
 
 

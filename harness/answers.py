@@ -3,9 +3,10 @@
 A generation result keeps every answer it scored (``generation.records[*].output``, the empty
 answer where the generation failed). Its answer metrics (EM/F1, ROUGE-1 recall, CLIPPER's claim
 accuracy…) are not functions of the run and qrels, so :func:`harness.runfiles.check_against_runs`
-cannot check them; this module can, given the task's data: it rebuilds the task from the command
-the result records, checks that the data has the sha256 the result records, scores the recorded
-answers with the task's own :meth:`~harness.types.Task.score_generations`, and compares each
+cannot check them; this module can, given the task's data: it rebuilds the task from the run
+spec the result records (:class:`harness.spec.RunSpec`; registered task names only, never code a
+file names), checks that the data has the sha256 the result records, scores the recorded answers
+with the task's own :meth:`~harness.types.Task.score_generations`, and compares each
 per-query value with the file's. LM-judged answers (a ``judge``) are not re-scored: that would mean
 calling the judge again.
 """
@@ -20,25 +21,22 @@ from harness.errors import HarnessError
 from harness.results import Result
 
 
-def _task_of(result: Result, where: str) -> Any:
-    """The task the result's recorded ``harness run`` command evaluated (with its data folder)."""
-    from harness.cli import parse_command
-    from harness.commands._common import parse_assignments
-    from harness.registry import make_task
+def _task_of(result: Result, where: str, trust_code: bool = False) -> Any:
+    """The task the result evaluated, rebuilt from its recorded :class:`~harness.spec.RunSpec`
+    (its task id, data path and parameters) through the registry. A task named as
+    ``module:Class`` in the file is code the file names: refused unless ``trust_code``."""
+    from harness.registry import make_task, registered_task
 
-    command = result.environment.get("command") if isinstance(result.environment, dict) else None
-    if not command:
-        raise HarnessError(f"{where}: no recorded command, so its task data cannot be found to re-score the answers")
-    try:
-        args = parse_command(command)
-    except HarnessError as exc:
-        raise HarnessError(f"{where}: recorded {exc}") from None
-    if getattr(args, "verb", None) != "run":
-        raise HarnessError(f"{where}: recorded command is not a `harness run`: {command!r}")
-    return make_task(args.task, data=args.data, **parse_assignments(args.task_set, "--task-set"))
+    spec = result.run_spec()
+    if not trust_code and not registered_task(spec.task):
+        raise HarnessError(f"{where}: task {spec.task!r} is not a registered task name; a result file never names "
+                           "code to import (pass --trust-code to allow it)")
+    data = None if spec.data is None else str(spec.data)
+    return make_task(spec.task, data=data, **dict(spec.task_params))
 
 
-def rescore_answers(result: Result, path: str | Path, tolerance: float = 1e-9) -> tuple[int, list[str]]:
+def rescore_answers(result: Result, path: str | Path, tolerance: float = 1e-9,
+                    trust_code: bool = False) -> tuple[int, list[str]]:
     """Re-score the recorded answers of ``result`` against its task's gold answers.
 
     Raises :class:`HarnessError` when the data differs from the recorded data, an answer is
@@ -53,7 +51,7 @@ def rescore_answers(result: Result, path: str | Path, tolerance: float = 1e-9) -
         return 0, []
     if generation.get("judge"):
         return 0, ["answers judged by an LM: not re-scored (that would call the judge again)"]
-    task = _task_of(result, where)
+    task = _task_of(result, where, trust_code)
     try:
         data = task.load()
     except HarnessError as exc:

@@ -43,6 +43,7 @@ from harness.results import (
     mean_metrics,
     read_measured,
 )
+from harness.spec import RunSpec, run_failures
 from harness.types import Qrels, Run
 
 METHODS = ("rrf", "wsum")
@@ -153,9 +154,8 @@ def fuse_runs(runs: Sequence[Run], spec: FusionSpec) -> Run:
 def fuse_results(paths: Sequence[str | Path], spec: FusionSpec, *, command: str | None = None,
                  allow_dirty: bool = False) -> tuple[Result, Run, Qrels]:
     """Fuse the rankings of the results at ``paths``: the new result, its run and its qrels."""
-    from harness.leaderboard import Row
+    from harness.metric_specs import recomputable
     from harness.metrics import evaluate
-    from harness.runfiles import recomputable
 
     started = time.time()
     commit = provenance.git_commit()
@@ -176,7 +176,7 @@ def fuse_results(paths: Sequence[str | Path], spec: FusionSpec, *, command: str 
                          ignore_identical_ids=bool(first.task.ignore_identical_ids)).per_query
     per_query = {q: per_query.get(q, {}) for q in ids}
     described = [{"file": str(i.path), "sha256": hashlib.sha256(i.path.read_bytes()).hexdigest(),
-                  "label": Row(i.path, i.result).label, "run_sha256": i.result.runs["ranking"]["sha256"]}
+                  "label": i.result.run_spec().label(run_failures(i.result.generation)), "run_sha256": i.result.runs["ranking"]["sha256"]}
                  for i in inputs]
     params = {"method": spec.method, **spec.params, **({"weights": spec.weights, "norm": spec.norm}
                                                         if spec.method == "wsum" else {}),
@@ -194,6 +194,7 @@ def fuse_results(paths: Sequence[str | Path], spec: FusionSpec, *, command: str 
         timing={"total_seconds": round(time.time() - started, 3)}, date=provenance.now_iso(),
         order=Result.MEASURED_ORDER,
     )
+    result.spec = RunSpec.derive(result).to_dict()
     return result, fused, judged
 
 

@@ -26,7 +26,6 @@ import csv
 import io
 import json
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,8 +35,23 @@ import tabulate
 
 from harness.errors import HarnessError
 from harness.io import atomic_write_text, write_png
+from harness.metric_specs import shown
 from harness.results import Result, result_files
-from harness.stats import Comparison, compare
+from harness.spec import run_failures
+from harness.stats import compare
+from harness.tidy_table import (
+    COLUMNS,
+    DTYPES,
+    by_file,
+    families,
+    family_summary,
+    fmt,
+    full_tasks,
+    measured_order,
+    num,
+    task_main,
+    text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -75,66 +89,28 @@ class Row:
 
     @property
     def label(self) -> str:
-        r = self.result.retriever
-        if r.kind == "fusion":  # harness.fusion: the method and the rows it fused
-            return fusion_label(r.params)
-        label = r.name
-        details = [r.model] if r.model else []
-        if r.heads_name:
-            details.append(f"heads {r.heads_name}")
-        if self.result.truncate_words and self.result.first_stage:  # a re-ranker's own cut
-            details.append(f"≤{self.result.truncate_words} words/doc")
-        shuffle = self.result.task.extra.get("shuffle_candidates")
-        if shuffle is not None:  # the same documents and queries, presented in shuffled order
-            details.append(f"shuffled candidates, seed {shuffle}")
-        if details:
-            label += f" ({', '.join(details)})"
-        gen = self.result.generation
-        if gen:
-            source = "full context" if gen.get("full_context") else f"top-{gen.get('top_k')}"
-            mask = (gen.get("generator") or {}).get("mask")
-            if mask:
-                source += f", {mask.get('n_heads')} heads masked: {mask.get('name')}"
-            failures = int(gen.get("generation_failures") or 0) + int(gen.get("judge_failures") or 0)
-            if failures:
-                source += f", {failures} failed"
-            label += f" → {gen['generator'].get('spec', 'generator')} [{source}]"
-        return label
+        """The row's name (:meth:`harness.spec.RunSpec.label`), with its failed generations."""
+        return self.result.run_spec().label(run_failures(self.result.generation))
 
     @property
     def cell(self) -> tuple:
+        """What makes two files the same row (the newer supersedes the older): a measured row's
+        run identity (:meth:`harness.spec.RunSpec.hash`); a reported row's source and set-up."""
+        if self.kind == "measured":
+            return (self.kind, self.result.run_spec().hash())
         r = self.result.retriever
         fs = self.result.first_stage
         gen = self.result.generation or {}
-        return (
-            self.kind, self.result.source, self.task, r.name, r.model, r.heads_name,
-            json.dumps(r.params, sort_keys=True), fs and fs.name, fs and fs.depth,
-            (gen.get("generator") or {}).get("spec"), gen.get("top_k"), gen.get("full_context"),
-            json.dumps((gen.get("generator") or {}).get("mask"), sort_keys=True),
-            json.dumps((gen.get("generator") or {}).get("sampling"), sort_keys=True),
-            self.result.truncate_words,
-            self.result.task.n_queries, self.result.task.excluded_queries_from,
-            self.result.task.extra.get("shuffle_candidates"),
-        )
-
-
-def fusion_label(params: dict) -> str:
-    """``RRF (k=60) of bm25 + qr (smollm2-135m, heads …)``: a fusion row's label."""
-    from harness.fusion import FusionSpec
-
-    spec = FusionSpec(method=params.get("method", "?"), params={"k": params.get("k")},
-                      weights=list(params.get("weights") or []), norm=str(params.get("norm")))
-    inputs = " + ".join(str(i.get("label", i.get("file"))) for i in params.get("inputs") or [])
-    return f"{spec.describe()} of {inputs}"
-
-
-#: Per-query diagnostics kept in result files but left out of the leaderboard tables.
-HIDDEN_PREFIXES = ("parse_invalid", "parse_missing", "parse_none", "parse_partial", "rankgpt_")
+        return (self.kind, self.result.source, self.task, r.name, r.model, r.heads_name,
+                json.dumps(r.params, sort_keys=True), fs and fs.name, fs and fs.depth,
+                json.dumps(gen, sort_keys=True))
 
 
 def _shown(metric: str) -> bool:
-    """Table columns: headline metrics, not per-type breakdowns (``accuracy/x``) or diagnostics."""
-    return "/" not in metric and not metric.startswith(HIDDEN_PREFIXES)
+    """Table columns: headline metrics, not per-type breakdowns or hidden diagnostics
+    (:func:`harness.metric_specs.shown`)."""
+    return shown(metric)
+
 
 
 def collect(root: str | Path) -> tuple[list[Row], list[str]]:
@@ -161,28 +137,6 @@ def collect(root: str | Path) -> tuple[list[Row], list[str]]:
         rows[row.cell] = newer
         notes.append(f"`{newer.path}` supersedes `{older.path}` (same cell, newer date)")
     return sorted(rows.values(), key=lambda r: (r.section, r.kind, r.label, str(r.path))), sorted(set(notes))
-
-
-#: The tidy table: one row per (result file, metric). ``task`` is the row's table (the task id and,
-#: for a sample or a cut, its variant: :attr:`Row.section`), ``task_id`` the task id and ``variant``
-#: the variant in words (empty for the full data). ``label`` is the row's display name,
-#: ``retriever`` its name; ``first_stage``/``first_stage_depth`` what a re-ranker re-ranked and
-#: ``ceiling`` that first stage's recall at the depth; ``generator`` the generation backend spec;
-#: ``shown`` whether the metric is a table column (headline, not a breakdown or diagnostic);
-#: ``main_metric`` whether it is the task's main metric (the measured table's sort key and the
-#: significance test's metric); ``ranked_by`` whether it is the metric this file is ranked by in
-#: the family summaries (:attr:`Result.ranked_by`); ``significance`` ``▲``/``▼``/``(baseline)``
-#: or empty; ``file`` the path relative to the results root. Rows come in :func:`collect` order,
-#: metrics by name within a file.
-COLUMNS = (
-    "family", "task", "task_id", "variant", "kind", "label", "retriever", "model", "heads", "first_stage", "first_stage_depth",
-    "ceiling", "truncate_words", "n_queries", "generator", "metric", "value", "shown", "main_metric",
-    "ranked_by", "significance", "file", "source", "date",
-)
-#: The columns that describe a file (the same on each of its metric rows).
-FILE_COLUMNS = tuple(c for c in COLUMNS if c not in ("metric", "value", "shown", "main_metric", "ranked_by"))
-DTYPES = {"first_stage_depth": "Int64", "truncate_words": "Int64", "n_queries": "Int64", "ceiling": "float64",
-          "value": "float64", "shown": "bool", "main_metric": "bool", "ranked_by": "bool"}
 
 
 def tidy(root: str | Path) -> pd.DataFrame:
@@ -247,53 +201,6 @@ def per_query_main(rows: list[Row], table: pd.DataFrame) -> dict[str, dict[str, 
             per_query = row.result.per_query or {}
             out[row.path.as_posix()] = {q: v[metric] for q, v in sorted(per_query.items()) if metric in v}
     return out
-
-
-def pairwise(part: pd.DataFrame, per_query: dict[str, dict[str, float]]) -> list[Comparison]:
-    """Every pair of the measured rows of one table (one task variant), on its main metric:
-    paired randomization test, Holm-corrected over all the table's pairs, with the effect size
-    ``d_z`` and a bootstrap 95 % CI of the difference (:func:`harness.stats.compare`). Pairs come
-    in :func:`measured_order`; ``a``/``b`` are result files."""
-    files, values = by_file(part)
-    measured = files[files["kind"] == "measured"]
-    main = task_main(part)
-    if len(measured) < 2 or not main:
-        return []
-    order = [f.file for f in measured_order(measured, values, main) if f.file in per_query]
-    return compare({f: per_query[f] for f in order}, main)
-
-
-def by_file(part: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A slice of the tidy table, wide: one row per file (in table order, indexed by file) with
-    its :data:`FILE_COLUMNS`, and its values (file × metric, NaN where a file lacks a metric)."""
-    files = part.drop_duplicates("file").set_index("file", drop=False)[list(FILE_COLUMNS)]
-    values = part.pivot(index="file", columns="metric", values="value").reindex(files.index)
-    return files, values
-
-
-def measured_order(files: pd.DataFrame, values: pd.DataFrame, main: str) -> list[Any]:
-    """Measured files grouped by base model (model-free retrievers first), best first within a group."""
-    def key(f: Any) -> tuple[str, float]:
-        value = num(values.at[f.file, main]) if main in values.columns else None
-        return text(f.model), (-value if value is not None else math.inf)
-
-    return sorted(files.itertuples(index=False), key=key)
-
-
-def num(value: Any) -> float | None:
-    """A table value as a float, or None when missing (None, NaN, NA)."""
-    return None if value is None or pd.isna(value) else float(value)
-
-
-def text(value: Any) -> str:
-    """A table value as text, empty when missing."""
-    return "" if value is None or pd.isna(value) else str(value)
-
-
-def fmt(value: Any) -> str:
-    """A score ×100 with one decimal, ``–`` when missing."""
-    value = num(value)
-    return "–" if value is None else f"{100 * value:.1f}"
 
 
 def ceiling_label(f: Any) -> str:
@@ -370,26 +277,6 @@ def render(table: pd.DataFrame, notes: list[str], folder: str = "results") -> tu
     return "\n".join(md).rstrip() + "\n", _csv_text(csv_rows), plot
 
 
-def families(table: pd.DataFrame) -> dict[str, list[str]]:
-    """Task families in order of their first task (tasks sorted), each with its tasks."""
-    out: dict[str, list[str]] = {}
-    for family, task in sorted(set(zip(table["family"], table["task"])), key=lambda ft: ft[1]):
-        out.setdefault(family, []).append(task)
-    return out
-
-
-def full_tasks(table: pd.DataFrame, tasks: list[str]) -> list[str]:
-    """The tables among ``tasks`` that hold a task's full data (no sample, cut or local copy):
-    the columns of a family summary. Variants are never averaged with other data."""
-    full = set(table.loc[table["variant"] == "", "task"])
-    return [t for t in tasks if t in full]
-
-
-def task_main(part: pd.DataFrame) -> str:
-    """The main metric of one task's slice of the tidy table ("" when it has no shown metric)."""
-    return next(iter(part.loc[part["main_metric"], "metric"]), "")
-
-
 def _task_section(part: pd.DataFrame, matrix: bool) -> tuple[list[str], list[dict[str, Any]], list[dict[str, Any]]]:
     """One task: its measured table and (outside a family matrix) its reported table."""
     files, values = by_file(part)
@@ -454,42 +341,6 @@ def _csv_text(csv_rows: list[dict[str, Any]]) -> str:
     for row in csv_rows:
         writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in fields})
     return buffer.getvalue()
-
-
-def family_grid(part: pd.DataFrame, kind: str) -> pd.DataFrame:
-    """One family's rows of ``kind``: label × task values of each row's ranking metric (the
-    last file of a label wins, as in :func:`collect` order)."""
-    ranked = part[(part["kind"] == kind) & part["ranked_by"]].drop_duplicates(["label", "task"], keep="last")
-    grid = ranked.pivot(index="label", columns="task", values="value")
-    return grid.reindex(sorted(set(ranked["label"])))
-
-
-@dataclass
-class FamilySummary:
-    """A family's matrix of one kind: ``title`` (Measured, or Reported by its sources), the ranking
-    ``metric`` names, and per row label its value per task plus the average (None unless the row
-    covers every task)."""
-
-    title: str
-    metric: str
-    rows: list[tuple[str, list[float | None], float | None]]
-
-
-def family_summary(part: pd.DataFrame, tasks: list[str], kind: str) -> FamilySummary | None:
-    """The label × task matrix of a family's rows of ``kind`` (None when it has none)."""
-    grid = family_grid(part, kind)
-    if grid.empty:
-        return None
-    rows = part[part["kind"] == kind]
-    metric = ", ".join(sorted(set(rows.loc[rows["ranked_by"], "metric"])))
-    sources = sorted({str(s).split(",")[0] for s in rows["source"]})
-    title = "Measured" if kind == "measured" else f"Reported by {', '.join(sources)} (not measured here)"
-    out = []
-    for label in grid.index:
-        values = [num(grid.at[label, t]) if t in grid.columns else None for t in tasks]
-        avg = sum(values) / len(values) if all(v is not None for v in values) else None  # type: ignore[arg-type]
-        out.append((str(label), values, avg))
-    return FamilySummary(title, metric, out)
 
 
 def _family_summary(part: pd.DataFrame, tasks: list[str], kind: str) -> list[str]:

@@ -286,17 +286,16 @@ def _trec_eval(
 
 
 def aggregate(per_query: Mapping[str, Mapping[str, float]], metrics: Iterable[str]) -> dict[str, float]:
-    """The mean of each metric over the queries whose per-query values include it.
+    """The mean of each metric over the queries whose per-query values include it
+    (:func:`harness.metric_specs.average`, the one rule that ``harness validate`` re-applies).
+    A metric that no query has raises :class:`HarnessError` (a mean never silently skips one)."""
+    from harness.metric_specs import average
 
-    This is the rule :func:`evaluate` uses and ``harness validate`` re-applies to a result file's
-    per-query values. A metric that no query has raises :class:`HarnessError` (a mean never
-    silently skips a metric).
-    """
+    means = average(per_query)
     out: dict[str, float] = {}
     for name in metrics:
         key = canonical_metric(name)
-        values = [float(v[key]) for v in per_query.values() if key in v]
-        if not values:
+        if key not in means:
             raise HarnessError(f"metric {key!r}: no per-query values to average")
-        out[key] = sum(values) / len(values)
+        out[key] = means[key]
     return out

@@ -163,6 +163,15 @@ def make_task(task_id: str, data: str | None = None, **params: Any) -> Task:
     return cls(name=name, data=data, **params)
 
 
+def registered_task(task_id: str) -> bool:
+    """True when ``task_id`` names a registered task family (built-in or installed entry point),
+    not a ``module:Class`` reference or a folder: what a file may name without running code."""
+    head = task_id.split(":")[0]
+    if ":" in task_id and "/" not in head and head not in COLON_FAMILIES:
+        return False
+    return split_task_id(task_id)[0] in available("task")
+
+
 def _all_task_ids(names: dict[str, str]) -> list[str]:
     ids = list(names)
     for family, ref in names.items():

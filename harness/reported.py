@@ -47,7 +47,7 @@ from typing import Any
 from harness.errors import HarnessError
 from harness.io import atomic_write_text, read_yaml
 from harness.registry import task_main_metric
-from harness.results import SCHEMA_VERSION, Result, default_output_path
+from harness.results import REPORTED_SCHEMA_VERSION, Result, default_output_path
 
 log = logging.getLogger(__name__)
 
@@ -283,7 +283,7 @@ def expand(src: ReportedSource) -> list[tuple[Path, Result]]:
                         f"{src.path}: table {table.number} row {row.label!r}: {task} has timing columns but no metric"
                     )
                 result: dict[str, Any] = {
-                    "schema_version": SCHEMA_VERSION,
+                    "schema_version": REPORTED_SCHEMA_VERSION,
                     "kind": "reported",
                     "source": f"{src.source}, Table {table.number}",
                     "citation": src.citation,

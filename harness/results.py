@@ -10,8 +10,10 @@ A *measured* result carries per-query values; its metrics must equal their means
 result (numbers copied from a paper) has ``kind: "reported"``, a non-empty ``source`` and
 ``metrics`` only, and is never mixed with measured rows.
 
-Schema versions: 1 (no ``main_metric``; read, upgraded in memory from the task's declaration)
-and 2 (current: adds ``main_metric``, the metric the leaderboard ranks by).
+Schema versions: 1 (no ``main_metric``; read, upgraded in memory from the task's declaration),
+2 (adds ``main_metric``, the metric the leaderboard ranks by) and 3 (current: adds ``spec``, the
+run's identity as data, :class:`harness.spec.RunSpec`; older files get it derived from their
+sections).
 
 >>> r = Result.from_dict({"schema_version": 2, "kind": "reported", "source": "a paper, Table 1",
 ...                       "task": {"id": "beir/nq"}, "retriever": {"name": "bm25", "params": {}},
@@ -28,7 +30,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,10 +37,15 @@ from typing import Any, ClassVar
 
 from harness.errors import HarnessError
 from harness.io import atomic_write_text, read_json
+from harness.metric_specs import MetricSpec, lookup
+from harness.metric_specs import average as mean_metrics
+from harness.spec import RunSpec, slug
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: Versions this harness reads (older ones are upgraded in memory).
-READABLE_VERSIONS = (1, 2)
+READABLE_VERSIONS = (1, 2, 3)
+#: Schema 3 adds a measured result's ``spec``; a reported row's format is the same since version 2.
+REPORTED_SCHEMA_VERSION = 2
 KINDS = ("measured", "reported")
 
 
@@ -158,6 +164,8 @@ class Result(Record):
     first_stage: FirstStageInfo | None = None
     truncate_words: int | None = None
     generation: dict[str, Any] | None = None
+    #: Schema 3: the run's identity as plain data (:meth:`harness.spec.RunSpec.to_dict`).
+    spec: dict[str, Any] | None = None
     main_metric: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     per_query: dict[str, dict[str, float]] | None = None
@@ -186,8 +194,8 @@ class Result(Record):
     REPORTED: ClassVar[tuple[str, ...]] = ("source", "task", "retriever", "metrics")
     #: The key order of a measured result file as written (null sections included).
     MEASURED_ORDER: ClassVar[tuple[str, ...]] = (
-        "schema_version", "kind", "task", "retriever", "first_stage", "truncate_words", "generation", "main_metric",
-        "metrics", "per_query", "run_sha256", "config_hash", "environment", "timing", "date",
+        "schema_version", "kind", "task", "retriever", "first_stage", "truncate_words", "generation", "spec",
+        "main_metric", "metrics", "per_query", "run_sha256", "config_hash", "environment", "timing", "date",
     )
     TASK_FIELDS: ClassVar[tuple[str, ...]] = ("id", "source", "n_queries")
     RETRIEVER_FIELDS: ClassVar[tuple[str, ...]] = ("name", "kind", "params")
@@ -282,25 +290,20 @@ class Result(Record):
             return main
         return next(iter(sorted(self.metrics)), None)
 
+    def metric_specs(self) -> tuple[MetricSpec, ...]:
+        """The metric specs the result's task declares beyond the built-ins (:mod:`harness.metric_specs`)."""
+        from harness.registry import task_class_of
+
+        return tuple(task_class_of(self.task.id).metric_specs)
+
+    def run_spec(self) -> RunSpec:
+        """The run's identity (:class:`harness.spec.RunSpec`): recorded (schema 3) or derived."""
+        return RunSpec.from_result(self)
+
     @property
     def variant(self) -> str:
-        """The variant of the result's task in words ("" for the full data): the data note of its
-        task class (a sample of books, local data), the query sample, and the document cut when
-        every retriever saw cut documents (no first stage). A re-ranker's own cut and shuffled
-        candidates change the row, not the documents and queries: they belong in the row's label.
-        Reported rows are the full task. Two results of the same task and variant ran on the
-        same documents and queries, so they can be compared (or fused) query by query."""
-        if self.kind != "measured":
-            return ""
-        task = self.task
-        notes = [_data_note(self)]
-        if task.excluded_queries_from:
-            notes.append(f"without {Path(task.excluded_queries_from).stem}")
-        if task.n_available and task.n_queries and task.n_queries < task.n_available:
-            notes.append(f"{task.n_queries} of {task.n_available} queries, seed {task.seed}")
-        if self.truncate_words and not self.first_stage:
-            notes.append(f"≤{self.truncate_words} words/doc")
-        return ", ".join(n for n in notes if n)
+        """:meth:`harness.spec.RunSpec.variant` for measured rows; reported rows are the full task."""
+        return self.run_spec().variant() if self.kind == "measured" else ""
 
     # -- the one gate ------------------------------------------------------------------------------
     def validate(self, path: str | Path = "<result>", *, tolerance: float = 1e-6) -> list[str]:
@@ -309,7 +312,7 @@ class Result(Record):
         Checks required fields (provenance included), that every evaluated query has per-query
         values, and that each metric equals the mean of its per-query values.
         """
-        _check_metric_values(self.metrics, Path(path), "metrics")
+        _check_metric_values(self.metrics, Path(path), "metrics", self.metric_specs())
         if self.main_metric is not None and not isinstance(self.main_metric, str):
             raise HarnessError(f"{path}: field 'main_metric' must be a metric name, got {self.main_metric!r}")
         if self.kind == "reported":
@@ -367,7 +370,7 @@ def _validate_measured(result: Result, path: Path, tolerance: float) -> list[str
         if extra:
             raise HarnessError(f"{path}: per_query has {len(extra)} queries not in task.query_ids, e.g. {extra[:3]}")
     for qid, values in per_query.items():
-        _check_metric_values(values, path, f"per_query[{qid!r}]")
+        _check_metric_values(values, path, f"per_query[{qid!r}]", result.metric_specs())
     recomputed = mean_metrics(per_query)
     for name, value in result.metrics.items():
         if name not in recomputed:
@@ -376,7 +379,20 @@ def _validate_measured(result: Result, path: Path, tolerance: float) -> list[str
             raise HarnessError(
                 f"{path}: metric {name!r} is {value!r} but its per-query values average {recomputed[name]!r}"
             )
+    if result.schema_version >= 3:
+        _check_spec(result, path)
     return [f"per-query metric {name!r} is not in 'metrics'" for name in recomputed if name not in result.metrics]
+
+
+def _check_spec(result: Result, path: Path) -> None:
+    """A schema-3 result records its spec, and that spec is the one its sections imply."""
+    if result.spec is None:
+        raise HarnessError(f"{path}: a schema-{result.schema_version} measured result must record its 'spec'")
+    recorded = RunSpec.from_dict(result.spec, f"{path}: spec").to_dict()
+    derived = RunSpec.derive(result).to_dict()
+    for name, value in derived.items():
+        if recorded.get(name) != value:
+            raise HarnessError(f"{path}: spec.{name} is {recorded.get(name)!r}, but the result's sections say {value!r}")
 
 
 #: Folders under a results root that hold no result files (``site/``: the generated page;
@@ -426,51 +442,17 @@ def validate_result(obj: dict[str, Any], path: str | Path = "<result>", *, toler
     return Result.from_dict(obj, path).validate(path, tolerance=tolerance)
 
 
-def mean_metrics(per_query: dict[str, dict[str, float]]) -> dict[str, float]:
-    """The aggregation rule: each metric is the mean over the queries that carry it.
-
-    >>> mean_metrics({"q1": {"R@1": 1.0}, "q2": {"R@1": 0.0, "acc": 1.0}})
-    {'R@1': 0.5, 'acc': 1.0}
-    """
-    sums: dict[str, float] = {}
-    counts: dict[str, int] = {}
-    for values in per_query.values():
-        for name, value in values.items():
-            sums[name] = sums.get(name, 0.0) + float(value)
-            counts[name] = counts.get(name, 0) + 1
-    return {name: sums[name] / counts[name] for name in sorted(sums)}
-
-
-#: Metrics that are fractions: their values must lie in [0, 1] (a per-query nDCG of 7.5 is a
-#: tampered or broken file). Names are matched on the part before ``/`` (``accuracy/type``).
-BOUNDED_METRICS = re.compile(
-    r"^(nDCG|R|R_all|R_any|R_frac|P|MRR|MAP|Recall|recall)(@\d+)?$"
-    r"|^(accuracy|claim_accuracy|pair_accuracy|F1|EM|ROUGE-1-R|ROUGE-1|judge_failed|missing_answer_tag"
-    r"|parse_failure_rate|parse_none_rate|parse_partial_rate)$"
-)
-
-
-def _check_metric_values(values: Any, path: Path, where: str) -> None:
+def _check_metric_values(values: Any, path: Path, where: str, extra: Sequence[MetricSpec] = ()) -> None:
+    """Every value a finite number within its metric's bounds (:mod:`harness.metric_specs`)."""
     if not isinstance(values, dict):
         raise HarnessError(f"{path}: field {where!r} must be an object of metric values")
     for name, value in values.items():
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
             raise HarnessError(f"{path}: {where}[{name!r}] is not a finite number: {value!r}")
-        if BOUNDED_METRICS.match(str(name).split("/")[0]) and not 0.0 <= value <= 1.0:
-            raise HarnessError(f"{path}: {where}[{name!r}] is {value!r}, outside [0, 1]")
-
-
-def slug(text: str) -> str:
-    """File-name-safe form of a model id, task id part or parameter value: never empty, never
-    ``.`` or ``..``, never starting with a dot, so it cannot leave the folder it is joined to.
-
-    >>> slug("meta-llama/Llama-3.1-8B"), slug(".."), slug("../../etc"), slug("")
-    ('meta-llama_Llama-3.1-8B', '_', '__.._etc', '_')
-    """
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
-    if cleaned.startswith("."):
-        cleaned = "_" + cleaned.lstrip(".")
-    return cleaned if cleaned.strip("._") else "_"
+        spec = lookup(str(name), extra)
+        if spec is not None and not spec.in_bounds(value):
+            low, high = spec.bounds or (0, 0)
+            raise HarnessError(f"{path}: {where}[{name!r}] is {value!r}, outside [{low:g}, {high:g}]")
 
 
 def inside(root: str | Path, *parts: str) -> Path:
@@ -482,54 +464,7 @@ def inside(root: str | Path, *parts: str) -> Path:
     return path
 
 
-#: File extensions dropped from a data note in a file name (``local data x.json`` → ``local-data-x``).
-DATA_SUFFIXES = r"(\.(jsonl?|tsv|csv|txt|parquet|gz|bz2|zip))+$"
-
-
-def _data_note(result: Result) -> str | None:
-    """How the data of a measured result differs from its task's full data (:meth:`Task.variant_note`)."""
-    if result.kind != "measured":
-        return None
-    from harness.registry import task_variant_note
-
-    return task_variant_note(result.task.id, result.task.to_dict())
-
-
 def default_output_path(result: Result, root: str | Path = "results") -> Path:
-    """``results/<task id>/<retriever>[__<model>][__<heads>][__<first stage><depth>][__<variant>…][__gen-…].json``.
-
-    Everything that changes a result's numbers is in its name (query exclusion and sample, the
-    data note of :meth:`Result.variant`, the document cut, shuffled candidates, the generation
-    set-up), so two runs that differ in any of them never write the same file.
-    """
-    task_dir = inside(root, *result.task.id.split("/"))
-    retriever = result.retriever
-    parts = [slug(retriever.name)]
-    if retriever.model:
-        parts.append(slug(str(retriever.model).rstrip("/").split("/")[-1]))
-    if retriever.heads_name:  # a head file's name without its extension: no ``x.json.json``
-        parts.append(slug(str(retriever.heads_name)).replace(".json", ""))
-    first_stage = result.first_stage
-    if first_stage:
-        parts.append(f"{slug(first_stage.name)}{first_stage.depth}")
-    task = result.task
-    if task.excluded_queries_from:
-        parts.append(f"excl-{slug(Path(task.excluded_queries_from).stem)}")
-    if task.n_available and len(task.query_ids or []) < task.n_available:
-        parts.append(f"q{len(task.query_ids or [])}-seed{task.seed}")
-    data_note = _data_note(result)
-    if data_note:  # a sample or local copy of the data: never the same file as the full task's row
-        parts.append(slug(re.sub(DATA_SUFFIXES, "", data_note).replace(" ", "-")))
-    if result.truncate_words:
-        parts.append(f"cut{int(result.truncate_words)}")
-    if task.extra.get("shuffle_candidates") is not None:  # docs/PROTOCOL.md §5.4, Table 3
-        parts.append(f"shuffled{int(task.extra['shuffle_candidates'])}")
-    generation = result.generation
-    if generation:
-        mode = "full" if generation.get("full_context") else f"top{generation.get('top_k')}"
-        gen_model = str(generation["generator"].get("spec", "gen")).split(":", 1)[-1].rstrip("/").split("/")[-1]
-        mask = generation["generator"].get("mask")
-        if mask:
-            mode += f"-mask-{slug(str(mask.get('name') or mask.get('sha256', '')[:12]))}-{mask.get('mode', 'output')}"
-        parts.append(f"gen-{slug(gen_model)}-{mode}")
-    return task_dir / ("__".join(parts) + ".json")
+    """``results/<task id>/<RunSpec.filename()>``: everything that changes a result's numbers is in
+    its name (:meth:`harness.spec.RunSpec.filename`), so two runs that differ never share a file."""
+    return inside(root, *result.task.id.split("/")) / result.run_spec().filename()

@@ -25,6 +25,7 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.io import atomic_write_bytes
+from harness.metric_specs import recomputable
 from harness.types import Qrels, Run
 
 #: Rows per query kept in a run file unless ``--run-depth`` says otherwise.
@@ -95,17 +96,6 @@ def read_run_files(result_path: Path, runs: Mapping[str, Any]) -> tuple[Run, Qre
         raise HarnessError(f"{where}: field runs.{exc.args[0]} is missing") from None
     first = read_trec_run(_checked(folder, runs["first_stage"], where)) if runs.get("first_stage") else None
     return ranking, qrels, first
-
-
-def recomputable(name: str, top_k: int, complete: bool) -> bool:
-    """True when metric ``name`` is a ranking metric that a run cut at ``top_k`` determines exactly."""
-    from harness.metrics import parse_metric
-
-    try:
-        _, cutoff = parse_metric(name)
-    except HarnessError:
-        return False  # an answer metric or a retriever diagnostic, not computed from the ranking
-    return complete or (cutoff is not None and cutoff <= top_k)
 
 
 def check_against_runs(result: Any, result_path: Path, tolerance: float = 1e-9) -> list[str]:

@@ -43,6 +43,7 @@ from harness.results import (
 )
 from harness.resume import ResumeFile, score_with_resume, scored_by
 from harness.sampling import sample_queries
+from harness.spec import RunSpec, plain
 from harness.text import truncate_words
 from harness.types import Instance, Qrels, Query, Retriever, Run, Task, TaskData
 
@@ -343,7 +344,8 @@ def retrieval_hash(prepared: Prepared, retriever: Retriever) -> str:
     first_stage = prepared.first_stage and {k: v for k, v in prepared.first_stage.items() if k != "recall"}
     return sha256_json({
         "schema": SCHEMA_VERSION, "task": prepared.task.id, "provenance": prepared.data.provenance,
-        "queries": prepared.all_query_ids, "retriever": retriever.meta, "first_stage": first_stage,
+        "queries": prepared.all_query_ids, "retriever": retriever.meta, "bound": retriever.bound_params,
+        "task_params": plain(prepared.task.params), "first_stage": first_stage,
         "truncate_words": prepared.words,
         **({"shuffle_candidates": prepared.shuffle_candidates} if prepared.shuffle_candidates is not None else {}),
     })
@@ -449,12 +451,17 @@ def assemble(config: RunConfig, prepared: Prepared, retriever: Retriever, scored
         "seed": prepared.seed, "ignore_identical_ids": data.ignore_identical_ids,
         "excluded_queries_from": config.exclude_queries, "query_ids": prepared.query_ids,
         **({"shuffle_candidates": prepared.shuffle_candidates} if prepared.shuffle_candidates is not None else {}),
+        **({"data": config.data} if config.data is not None else {}),
+        **_given_task_params(task),
     }
+    retriever_info = dict(retriever.meta)
+    if retriever.changed_params:
+        retriever_info["changed_params"] = retriever.changed_params
     seconds = {**prepared.seconds, "score_seconds": scored.seconds, "generation_seconds": evaluated.seconds}
-    return Result(
+    result = Result(
         schema_version=SCHEMA_VERSION, kind="measured",
         task=TaskInfo.from_dict(task_info, "task"),
-        retriever=RetrieverInfo.from_dict(dict(retriever.meta), "retriever"),
+        retriever=RetrieverInfo.from_dict(retriever_info, "retriever"),
         first_stage=FirstStageInfo.from_dict(prepared.first_stage, "first_stage") if prepared.first_stage else None,
         truncate_words=prepared.words, generation=evaluated.generation, main_metric=task.main_metric,
         metrics=mean_metrics(evaluated.per_query), per_query=evaluated.per_query,
@@ -466,6 +473,17 @@ def assemble(config: RunConfig, prepared: Prepared, retriever: Retriever, scored
         date=provenance.now_iso(),
         order=Result.MEASURED_ORDER,
     )
+    # The identity of the whole run (every shard's queries), recorded as data.
+    whole = replace(result, task=replace(result.task, query_ids=prepared.all_query_ids))
+    result.spec = RunSpec.derive(whole).to_dict()
+    return result
+
+
+def _given_task_params(task: Task) -> dict[str, Any]:
+    """The task parameters given without a declared default, for the task record (a declared
+    default's value is recorded by the task itself: :attr:`Task.parameter_defaults`)."""
+    given = {k: v for k, v in task.params.items() if k not in task.parameter_defaults}
+    return {"task_params": plain(given)} if given else {}
 
 
 def _check_config(config: RunConfig, write: bool = True, commit: str | None = None) -> None:
@@ -501,9 +519,8 @@ def _generators(config: RunConfig, task: Task) -> tuple[Any, Any]:
 
 
 def _write(config: RunConfig, prepared: Prepared, result: Result, run: Run, retriever: Retriever) -> Path:
-    # Shards share the default name of the whole run (shard_path adds the suffix).
-    whole = replace(result, task=replace(result.task, query_ids=prepared.all_query_ids))
-    out = Path(config.output) if config.output else default_output_path(whole, config.results_root)
+    # Shards share the default name of the whole run (its spec; shard_path adds the suffix).
+    out = Path(config.output) if config.output else default_output_path(result, config.results_root)
     first_stage = None
     if prepared.first_stage_run is not None:
         first_stage = {q: prepared.first_stage_run.get(q, {}) for q in prepared.query_ids}

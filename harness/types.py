@@ -18,6 +18,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
+from harness.metric_specs import MetricSpec
+
 Run = dict[str, dict[str, float]]
 """TREC-style run: ``{query_id: {doc_id: score}}``, higher scores rank first."""
 
@@ -112,12 +114,20 @@ class Task(ABC):
     family: ClassVar[str]
     #: Default metric names (ir_measures style) when the task does not override them.
     metrics: ClassVar[tuple[str, ...]] = ("nDCG@10", "R@100", "MRR@10", "MAP")
+    #: Specs of metrics this task computes that are not built in (:mod:`harness.metric_specs`):
+    #: declared here, they are bounds-checked, averaged and shown like the built-ins.
+    metric_specs: ClassVar[tuple[MetricSpec, ...]] = ()
     #: The metric the leaderboard ranks this task's rows by; recorded in every result.
     main_metric: ClassVar[str] = "nDCG@10"
     #: Sub-dataset names (``beir/<name>``) this family knows, or empty when it has none.
     names: ClassVar[tuple[str, ...]] = ()
     #: Keyword parameters the task accepts (``--task-set key=value``).
     parameters: ClassVar[frozenset[str]] = frozenset()
+    #: Defaults of parameters that change the data, recorded under the same names in the task's
+    #: provenance: a run whose recorded value differs from the default is a variant of the task
+    #: (:meth:`harness.spec.RunSpec.variant`). Parameters given without a declared default are
+    #: recorded as given (``task.task_params``) and always make a variant.
+    parameter_defaults: ClassVar[Mapping[str, Any]] = {}
     #: Re-ranking defaults for corpus tasks: first-stage depth and the per-document word cut.
     default_depth: ClassVar[int | None] = None
     default_truncate_words: ClassVar[int | None] = None
@@ -204,15 +214,26 @@ class Retriever(ABC):
     #: retriever with nothing to report leaves this empty.
     last_stats: dict[str, dict[str, float]]
 
+    #: Constructor arguments that do not change the scores (left out of :attr:`bound_params`).
+    options: ClassVar[frozenset[str]] = frozenset({"show_progress"})
+    #: Every constructor argument the retriever was built with, defaults included, as plain JSON
+    #: data (set by ``__new__``, whoever constructs it): what the run's identity records.
+    bound_params: dict[str, Any]
+    #: The constructor arguments whose values differ from their declared defaults.
+    changed_params: dict[str, Any]
+
     def __new__(cls, *args: Any, **kwargs: Any) -> Self:
         instance = super().__new__(cls)
         instance.last_stats = {}
+        instance.bound_params, instance.changed_params = _bind(cls, args, kwargs)
         return instance
 
     @property
     def meta(self) -> dict[str, Any]:
-        """Name, kind, model, revision and parameters, recorded in result files."""
-        return {"name": self.name, "kind": self.kind, "params": {}}
+        """Name, kind, model, revision and parameters, recorded in result files. The default
+        records every bound constructor argument; an override may add facts (a revision, a
+        device), and the run's identity includes :attr:`bound_params` whatever it returns."""
+        return {"name": self.name, "kind": self.kind, "params": dict(self.bound_params)}
 
     @abstractmethod
     def score(self, instances: Sequence[Instance]) -> Iterator[dict[str, float]]:
@@ -237,3 +258,52 @@ class Retriever(ABC):
     def search(self, corpus: Mapping[str, Document], queries: Sequence[Query], k: int) -> Run:
         """Return the top ``k`` documents of ``corpus`` for each query."""
         raise NotImplementedError(f"retriever {self.name!r} cannot search a whole corpus")
+
+
+def _bind(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``cls``'s constructor arguments for ``args``/``kwargs`` with defaults applied (``**kwargs``
+    flattened), less :attr:`Retriever.options`; and those that differ from their defaults. Arguments
+    the signature refuses are left to ``__init__`` to report."""
+    import inspect
+
+    signature = inspect.signature(cls.__init__)
+    try:
+        bound = signature.bind(None, *args, **kwargs)
+    except TypeError:
+        return plain(kwargs), plain(kwargs)
+    given = set(bound.arguments)
+    bound.apply_defaults()
+    params: dict[str, Any] = {}
+    changed: dict[str, Any] = {}
+    parameters = list(signature.parameters.values())
+    for parameter in parameters[1:]:
+        value = bound.arguments.get(parameter.name)
+        if parameter.kind is inspect.Parameter.VAR_KEYWORD:
+            params.update(value or {})
+            changed.update(value or {})
+        elif parameter.kind is inspect.Parameter.VAR_POSITIONAL:
+            if value:
+                params[parameter.name] = changed[parameter.name] = list(value)
+        else:
+            params[parameter.name] = value
+            if parameter.name in given and value != parameter.default:
+                changed[parameter.name] = value
+    options = getattr(cls, "options", frozenset())
+    return ({k: plain(v) for k, v in params.items() if k not in options},
+            {k: plain(v) for k, v in changed.items() if k not in options})
+
+
+def plain(value: Any) -> Any:
+    """``value`` as plain JSON data (tuples to lists, keys to strings, other objects to ``repr``),
+    so a bound parameter can be recorded and hashed whatever its type.
+
+    >>> plain({"a": (1, 2.5), 3: None, "s": {1}})
+    {'a': [1, 2.5], '3': None, 's': '{1}'}
+    """
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return repr(value)

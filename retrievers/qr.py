@@ -40,9 +40,11 @@ class QRRetriever(Retriever):
     Args:
         model: a model spec for :func:`harness.models.load_causal_lm` (HF id, folder, GGUF file or
             offline alias; default the CPU alias ``smollm2-135m``).
-        heads: ``None`` (the model's default set), a set name (``nq``, ``lme``), ``full``, a
-            ``"14-22,13-16"`` list, a head-file path, ``random:N:SEED``, ``top:N:FILE`` or
-            ``exclude:FILE`` (:func:`harness.attention.heads.resolve_heads`).
+        heads: ``None`` (the model's default set: the paper's ``nq`` on its models, the packaged
+            detected heads of an offline alias; any other model must name its heads), a set name
+            (``nq``, ``lme``), ``full``, a ``"14-22,13-16"`` list, a head-file path,
+            ``random:N:SEED``, ``top:N:FILE`` or ``exclude:FILE``
+            (:func:`harness.attention.heads.resolve_heads`).
         null_query: the calibration query.
         order: ``"reversed"`` (best first-stage candidate last, the paper's BEIR setting) or
             ``"given"``.

@@ -21,6 +21,8 @@ if [[ $step == all || $step == heads ]]; then
   for model in $models; do
     [[ -f results/heads/$model.json ]] || $H detect --model "$model" --task cranfield --n-queries 32 --depth 20 --truncate-words 250 \
       --objective ndcg --output "results/heads/$model.json"
+    # qr's default heads ship inside the package as a byte-identical copy (tests/retrievers/test_shipped_heads.py)
+    if [[ -f harness/data/heads/$model.json ]]; then cp "results/heads/$model.json" "harness/data/heads/$model.json"; fi
     # Both models detect on the same queries (same task, count and seed): one shared list.
     ids=results/heads/cranfield-detection-queries.txt
     python -c "import json,sys; print('\n'.join(json.load(open(sys.argv[1]))['query_ids']))" \

@@ -234,9 +234,16 @@ class NiahTask(Task):
         {"lengths", "depths", "unit", "tokenizer", "chunk_words", "needle", "question", "prompt", "answer"}
     )
 
+    #: The grid and the needle: a run on another grid is another variant of the task.
+    parameter_defaults: ClassVar[Mapping[str, Any]] = {
+        "lengths": DEFAULT_LENGTHS, "depths": DEFAULT_DEPTHS, "chunk_words": DEFAULT_CHUNK_WORDS, "unit": "words",
+        "needle": NEEDLE, "question": QUESTION, "prompt": PROMPTS[0], "tokenizer": None,
+    }
+
     @classmethod
     def variant_note(cls, provenance: Mapping[str, Any]) -> str | None:
-        """The haystack is the packaged essays; the grid (lengths, depths) is in the task id's record."""
+        """The haystack is the packaged essays; the grid (lengths, depths) is a task parameter
+        (:attr:`parameter_defaults`)."""
         return None
 
     def __init__(self, name: str | None = None, data: str | None = None, **params: Any) -> None:

@@ -14,8 +14,11 @@ A head is ``(layer, head)``, 0-indexed, written ``"layer-head"`` (``"14-22"``). 
   controls of the paper's Tables 3 and 8. Their :attr:`HeadSelection.detail` records the spec,
   the seed or the file's sha256.
 
-Default (``heads=None``): the paper models use ``nq``; the offline aliases use
-``results/heads/<alias>.json`` when it exists, else ``full`` with a warning.
+Default (``heads=None``): the paper models use ``nq``; the offline aliases of
+:data:`HEAD_FILE_ALIASES` use their detected head file, packaged as ``harness/data/heads/<alias>.json``
+(a byte-identical copy of ``results/heads/<alias>.json``; ``$HARNESS_HEADS_DIR`` overrides the
+folder), so a clone and an installed wheel resolve the same heads. Any other model is a one-line
+error that names ``harness detect`` and ``--heads full``: never a silent fall-back to every head.
 """
 
 from __future__ import annotations
@@ -73,14 +76,26 @@ PAPER_MODEL_SHAPES: dict[tuple[str, int, int, int, int], str] = {
     ("qwen2", 28, 28, 4, 3584): "qwen2.5-7b",
 }
 
-#: Offline aliases whose default heads live in ``results/heads/<alias>.json``.
+#: Offline aliases whose detected default heads ship as package data: ``harness/data/heads/<alias>.json``,
+#: byte-identical to ``results/heads/<alias>.json`` (tests/retrievers/test_shipped_heads.py).
 HEAD_FILE_ALIASES = ("smollm2-135m", "qwen2.5-0.5b")
+
+#: The packaged head files: ``harness/data/heads`` (the same folder in a clone and in an installed wheel).
+PACKAGED_HEADS_DIR = Path(__file__).resolve().parents[1] / "data" / "heads"
 
 
 def default_heads_dir() -> Path:
-    """``$HARNESS_HEADS_DIR`` or the repository's ``results/heads``."""
+    """``$HARNESS_HEADS_DIR`` or the packaged ``harness/data/heads``."""
     env = os.environ.get("HARNESS_HEADS_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "results" / "heads"
+    return Path(env) if env else PACKAGED_HEADS_DIR
+
+
+def default_head_file(alias: str | None) -> Path | None:
+    """The detected default head file of an offline alias (``default_heads_dir() / <alias>.json``), if any."""
+    if alias not in HEAD_FILE_ALIASES:
+        return None
+    path = default_heads_dir() / f"{alias}.json"
+    return path if path.is_file() else None
 
 
 @dataclass(frozen=True)
@@ -140,15 +155,15 @@ class HeadSelection:
 
 def list_head_sets() -> list[str]:
     """One line per named head set: the paper's sets (``--heads nq`` on that model) and the
-    detected default heads of the offline aliases (``results/heads/<alias>.json``)."""
+    detected default heads of the offline aliases (:func:`default_head_file`)."""
     lines = []
     for (model, name), heads in PAPER_HEAD_SETS.items():
         parsed = parse_head_list(heads, where=f"{model}:{name}")
         lines.append(f"{model + ':' + name:22s} {len(parsed)} heads, deepest layer {max(h[0] for h in parsed)} "
                      "(paper, docs/PROTOCOL.md §3)")
     for alias in HEAD_FILE_ALIASES:
-        path = default_heads_dir() / f"{alias}.json"
-        if path.is_file():
+        path = default_head_file(alias)
+        if path is not None:
             heads, meta = load_head_file(path)
             lines.append(f"{alias:22s} {len(heads)} heads, deepest layer {max(h[0] for h in heads)} "
                          f"(detected on {meta.get('data', '?')}; default for the alias)")
@@ -295,6 +310,18 @@ def resolve_spec_form(spec: str, shape: ModelShape, *, where: str = "--heads") -
     raise unknown_name("head spec form", form, SPEC_FORMS)
 
 
+def no_known_heads(model: str | None, shape: ModelShape) -> HarnessError:
+    """The one-line error of ``qr`` without ``--heads`` on a model with no known QRHeads."""
+    missing = ""
+    if model in HEAD_FILE_ALIASES:  # only when $HARNESS_HEADS_DIR points at a folder without the file
+        missing = f"; {default_heads_dir() / f'{model}.json'} not found"
+    return HarnessError(
+        f"no --heads given and no known QRHeads for {f'model {model}' if model else 'this model'} "
+        f"({shape.describe()}{missing}): detect them with 'harness detect --model {model or 'MODEL'} --task TASK "
+        "--output heads.json' and pass '--heads heads.json', or pass '--heads full' to use every head (ICR's set)"
+    )
+
+
 def known_set_names(shape: ModelShape) -> list[str]:
     key = shape.paper_key
     names = ["full", "random:N:SEED", "top:N:FILE", "exclude:FILE"]
@@ -307,6 +334,9 @@ def resolve_heads(spec: str | None, shape: ModelShape, *, alias: str | None = No
                   where: str = "--heads") -> HeadSelection:
     """Turn ``--heads`` (or ``None``: the model's default) into a validated :class:`HeadSelection`.
 
+    ``alias`` names the model (an offline alias, else its spec): it picks a packaged head file and
+    is quoted by the error for a model without known QRHeads.
+
     >>> shape = ModelShape("llama", 2, 4, 2, 64)
     >>> resolve_heads("random:3:7", shape).name, len(resolve_heads("full", shape).heads)
     ('random:3:7', 8)
@@ -316,14 +346,10 @@ def resolve_heads(spec: str | None, shape: ModelShape, *, alias: str | None = No
         if key is not None and (key, "nq") in PAPER_HEAD_SETS:
             log.info("heads: using the paper's NQ set of %s", key)
             return resolve_heads("nq", shape)
-        if alias in HEAD_FILE_ALIASES:
-            path = default_heads_dir() / f"{alias}.json"
-            if path.is_file():
-                return resolve_heads(str(path), shape)
-            log.warning("heads: no detected head file %s for %s; using all heads ('full')", path, alias)
-        else:
-            log.warning("heads: no default head set for this model; using all heads ('full')")
-        return HeadSelection("full", all_heads(shape), "default")
+        path = default_head_file(alias)
+        if path is not None:
+            return resolve_heads(str(path), shape)
+        raise no_known_heads(alias, shape)
     spec = spec.strip()
     if spec == "full":
         return HeadSelection("full", all_heads(shape), "full")

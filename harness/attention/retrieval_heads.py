@@ -115,7 +115,7 @@ def needle_prompt(tokenizer: Any, inst: Instance, messages: Messages, answer: st
                   extra_tokens: int = EXTRA_TOKENS) -> NeedlePrompt:
     """Render ``messages`` with the chat template, tokenise, and find the needle (``inst.answer``)
     and its answer part ``answer`` in the prompt by character offsets."""
-    from harness.generation.base import render_chat
+    from harness.models.chat import render_chat
 
     needle = (inst.answer or "").strip()
     if not needle:
@@ -162,7 +162,7 @@ class CopyDecoder:
     def __init__(self, model: Any, tokenizer: Any) -> None:
         from harness.attention import capture
         from harness.attention.heads import ModelShape
-        from harness.generation.hf import stop_token_ids
+        from harness.models.chat import stop_token_ids
 
         if getattr(model, "_supports_attention_backend", None) is False:
             raise HarnessError(f"model type {type(model).__name__!r} does not route attention through transformers' "

@@ -1,21 +1,18 @@
 """``harness detect``: find the query-focused retrieval heads of a model on a task.
 
 Writes a head file that ``--heads FILE`` accepts, recording the model, revision, data,
-objective, number of queries, seed and the score of every head (docs/PROTOCOL.md §2).
+objective, number of queries, seed and the score of every head (docs/PROTOCOL.md §2). The
+options become a :class:`harness.head_detection.Detection`; the work is
+:func:`harness.head_detection.detect_head_file`.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
-from typing import Any
 
 from harness.commands._common import parse_assignments, positive_int
-from harness.errors import HarnessError
-from harness.io import atomic_write_json, cache_dir, check_writable, sha256_json
-from harness.resume import ResumeFile
-from harness.runner import RunConfig, prepare
+from harness.head_detection import OBJECTIVES, Detection, detect_head_file, summary
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--task", required=True, help="task id or BEIR folder whose queries form the detection set")
     p.add_argument("--data", help="local files of the task")
     p.add_argument("--task-set", action="append", metavar="KEY=VALUE", help="task parameter (repeatable)")
-    p.add_argument("--objective", default="ndcg", choices=["ndcg", "gold-mass", "retrieval-head"],
+    p.add_argument("--objective", default="ndcg", choices=list(OBJECTIVES),
                    help="ndcg: per-head nDCG@10 (QRHead's BEIR detection); gold-mass: attention mass on gold (LongMemEval); "
                         "retrieval-head: RetHead's copy-paste score while answering NIAH prompts (--task niah)")
     p.add_argument("--n-queries", type=positive_int, default=128, help="detection queries, sampled with --seed (0 = all)")
@@ -46,71 +43,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from harness.attention.detection import detect_heads
-
-    check_writable(args.output)
-    if args.depth <= 0:
-        raise HarnessError(f"--depth must be a positive number of candidates, got {args.depth}")
-    config = RunConfig(
-        task=args.task, retriever="", data=args.data, task_params=parse_assignments(args.task_set, "--task-set"),
-        first_stage=args.first_stage, depth=args.depth, max_queries=args.n_queries, seed=args.seed,
-        truncate_words=args.truncate_words, show_progress=not args.no_progress, exclude_queries=args.exclude_queries,
-    )
-    prepared = prepare(config)
-    task, data, queries, instances = prepared.task, prepared.data, prepared.queries, prepared.instances
-    qrels = prepared.qrels()
-    resume = ResumeFile(cache_dir("detect") / f"{_detection_hash(args, task.id, data.provenance, instances, prepared.words)}.jsonl")
-    if args.objective == "retrieval-head":
-        head_file = _retrieval_heads(args, task, data.provenance, instances, resume)
-    else:
-        head_file = detect_heads(
-            args.model, instances, qrels, objective=args.objective, top=args.top, shuffle=not args.no_shuffle,
-            seed=args.seed, truncate_words=prepared.words, data=task.id, dtype=args.dtype, device=args.device,
-            show_progress=not args.no_progress, resume=resume, max_layer=args.max_layer,
-        )
-    head_file["task"] = {"id": task.id, **{k: v for k, v in data.provenance.items() if k in ("source", "sha256", "split")}}
-    if args.exclude_queries:
-        head_file["excluded_queries_from"] = args.exclude_queries
-    head_file["query_ids"] = [q.id for q in queries]
-    head_file["query_ids_sha256"] = sha256_json(head_file["query_ids"])
-    if data.corpus is not None:
-        head_file["first_stage"] = {"name": args.first_stage, "depth": args.depth}
-    atomic_write_json(Path(args.output), head_file)
-    best = ", ".join(h for h, _ in head_file["heads"][: head_file["top"]])
-    print(f"top {head_file['top']} heads of {head_file['model']} on {task.id} ({head_file['n']} queries): {best}")
+    head_file = detect_head_file(Detection(
+        model=args.model, task=args.task, output=args.output, data=args.data,
+        task_params=parse_assignments(args.task_set, "--task-set"), objective=args.objective,
+        n_queries=args.n_queries, exclude_queries=args.exclude_queries, top=args.top, seed=args.seed,
+        first_stage=args.first_stage, depth=args.depth, truncate_words=args.truncate_words,
+        shuffle=not args.no_shuffle, max_layer=args.max_layer, dtype=args.dtype, device=args.device,
+        show_progress=not args.no_progress,
+    ))
+    print(summary(head_file))
     print(f"wrote {args.output}", file=sys.stderr)
     return 0
-
-
-def _retrieval_heads(args: argparse.Namespace, task: Any, provenance: dict, instances: list, resume: ResumeFile) -> dict:
-    """RetHead detection (harness.attention.retrieval_heads): the task's generation prompt over every
-    candidate, the task's answer (NIAH: the needle's answer part) as the scored span."""
-    from harness.attention.retrieval_heads import detect_retrieval_heads
-
-    if args.max_layer is not None:
-        raise HarnessError("--max-layer does not apply to --objective retrieval-head (answering needs every layer)")
-    if not getattr(task, "supports_generation", False) or not instances:
-        raise HarnessError(f"--objective retrieval-head needs a task with generation prompts and instances (niah); got {task.id}")
-    head_file = detect_retrieval_heads(
-        args.model, instances, prompt=lambda inst: task.generation_prompt(inst, list(inst.candidates)),
-        answer=getattr(task, "answer", None), top=args.top, seed=args.seed, data=task.id, dtype=args.dtype,
-        device=args.device, show_progress=not args.no_progress, resume=resume,
-    )
-    if "lengths" in provenance and "depths" in provenance:
-        head_file["grid"] = {"lengths": provenance["lengths"], "depths": provenance["depths"],
-                             "unit": provenance.get("unit"), "prompt": provenance.get("prompt")}
-    return head_file
-
-
-def _detection_hash(args: argparse.Namespace, task_id: str, provenance: dict, instances: list, words: int | None) -> str:
-    """Key of the resume file: everything that changes a query's head values."""
-    return sha256_json({
-        "model": args.model, "task": task_id, "data": provenance.get("sha256"), "objective": args.objective,
-        "seed": args.seed, "shuffle": not args.no_shuffle, "truncate_words": words,
-        "dtype": args.dtype, "first_stage": args.first_stage, "depth": args.depth,
-        **({"max_layer": args.max_layer} if args.max_layer is not None else {}),
-        **({"prompts": sha256_json([[i.answer, [d.text for d in i.candidates]] for i in instances]),
-            "niah": {k: provenance.get(k) for k in ("needle", "question", "prompt", "answer")}}
-           if args.objective == "retrieval-head" else {}),
-        "instances": [[inst.query.id, inst.query.text, [d.id for d in inst.candidates]] for inst in instances],
-    })[:24]

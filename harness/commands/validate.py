@@ -17,7 +17,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("files", nargs="+", metavar="FILE|DIR", help="result files, or folders of them")
     p.add_argument("--answers", action="store_true",
                    help="also re-score the answers generation results record against the task's gold answers "
-                        "(needs the task's data where the recorded command found it)")
+                        "(needs the task's data where the recorded run spec found it)")
+    p.add_argument("--trust-code", action="store_true",
+                   help="allow a result's spec to name a task as module:Class, which imports that module "
+                        "(never needed for registered tasks)")
     p.set_defaults(func=main)
 
 
@@ -37,7 +40,7 @@ def main(args: argparse.Namespace) -> int:
             if args.answers:
                 from harness.answers import rescore_answers
 
-                rescored, more = rescore_answers(result, path)
+                rescored, more = rescore_answers(result, path, trust_code=args.trust_code)
                 warnings += more
         except HarnessError as exc:
             print(f"error: {exc}", file=sys.stderr)

@@ -28,10 +28,10 @@ from typing import Any, ClassVar, TypeVar
 
 from harness.errors import HarnessError
 from harness.generation.cache import GenerationCache, cache_key
+from harness.models.chat import Messages, render_chat
 
 log = logging.getLogger(__name__)
 
-Messages = list[dict[str, str]]
 TRUNCATE_MODES = ("left", "middle")
 T = TypeVar("T")
 
@@ -64,26 +64,6 @@ def validate_messages(messages: Any, where: str) -> Messages:
         if not isinstance(content, str):
             raise HarnessError(f"{where}: message {i} field 'content' must be a string, got {type(content).__name__}")
     return [{"role": m["role"], "content": m["content"]} for m in messages]
-
-
-def render_chat(tokenizer: Any, messages: Messages) -> str:
-    """The prompt text of ``messages`` under the tokenizer's chat template (generation prompt added).
-
-    Templates that reject a ``system`` turn get it merged into the first user turn. A tokenizer
-    without a chat template (a base model) gets the contents joined by blank lines.
-    """
-    if not getattr(tokenizer, "chat_template", None):
-        return "\n\n".join(m["content"] for m in messages)
-    try:
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    except Exception as exc:  # noqa: BLE001 - jinja TemplateError or a template's raise_exception
-        if messages[0]["role"] != "system" or len(messages) < 2:
-            raise HarnessError(f"the chat template of this model rejects the messages: {exc}") from None
-        merged = [{"role": messages[1]["role"], "content": messages[0]["content"] + "\n\n" + messages[1]["content"]}]
-        try:
-            return tokenizer.apply_chat_template(merged + messages[2:], tokenize=False, add_generation_prompt=True)
-        except Exception as exc2:  # noqa: BLE001 - as above
-            raise HarnessError(f"the chat template of this model rejects the messages: {exc2}") from None
 
 
 def encode(tokenizer: Any, text: str) -> list[int]:

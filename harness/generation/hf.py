@@ -3,11 +3,12 @@
 ``MODEL`` is anything :func:`harness.models.load_causal_lm` resolves: a Hugging Face id, a local
 folder, a GGUF file or an offline alias (``smollm2-135m``, ``qwen2.5-0.5b``).
 
-- The chat template of the model is applied (:func:`harness.generation.base.render_chat`).
+- The chat template of the model is applied (:func:`harness.models.chat.render_chat`).
 - Prompts are sorted by length and generated ``batch_size`` at a time with left padding, so a
   batch wastes little compute on padding; results come back in the caller's order.
-- Stop tokens are the model's: ``generation_config.eos_token_id`` (an id or a list) plus the
-  tokenizer's ``eos_token_id``. Nothing is hard-coded.
+- Stop tokens are the model's (:func:`harness.models.chat.stop_token_ids`):
+  ``generation_config.eos_token_id`` (an id or a list) plus the tokenizer's ``eos_token_id``.
+  Nothing is hard-coded.
 - ``temperature=0`` is pure greedy decoding: the model's own sampling defaults (top-k, top-p,
   repetition penalty in its ``generation_config``) are deliberately not applied, so the output
   is the argmax path, as vLLM gives with ``SamplingParams(temperature=0)``.
@@ -34,7 +35,8 @@ from typing import Any
 
 from harness.attention.masking import MASK_MODES, masked_heads, resolve_mask
 from harness.errors import HarnessError
-from harness.generation.base import Generation, Generator, Messages, encode, render_chat
+from harness.generation.base import Generation, Generator, Messages, encode
+from harness.models.chat import render_chat, stop_token_ids
 from harness.progress import progress
 
 log = logging.getLogger(__name__)
@@ -63,17 +65,6 @@ def load_shared(model: str, dtype: Any = None, device: str | None = None) -> tup
         lm, tokenizer, info = load_causal_lm(model, dtype=dtype, device=device)
         _LOADED[key] = (weakref.ref(lm), tokenizer, info)
         return lm, tokenizer, info
-
-
-def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
-    """The model's end-of-turn ids: generation_config.eos_token_id (int or list) and the tokenizer's eos."""
-    ids: list[int] = []
-    config = getattr(model, "generation_config", None)
-    eos = getattr(config, "eos_token_id", None) if config is not None else None
-    for value in (eos if isinstance(eos, (list, tuple)) else [eos]) + [getattr(tokenizer, "eos_token_id", None)]:
-        if value is not None and int(value) not in ids:
-            ids.append(int(value))
-    return ids
 
 
 class HFGenerator(Generator):

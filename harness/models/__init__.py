@@ -6,6 +6,7 @@
 | :mod:`~harness.models.gguf` | GGUF files: metadata reader, chunk assembly, dequantisation into a transformers folder |
 | :mod:`~harness.models.resolve` | :func:`resolve_model` (aliases, local folders, GGUF files, hub ids) and the model cache folder |
 | :mod:`~harness.models.load` | :func:`load_causal_lm`, :func:`load_tokenizer`, :func:`pick_device`, :func:`pick_dtype` |
+| :mod:`~harness.models.chat` | :func:`~harness.models.chat.render_chat` (the chat template), :func:`~harness.models.chat.stop_token_ids` (end-of-turn ids) |
 
 Importing this package imports neither torch nor transformers. The names below are the public API.
 """

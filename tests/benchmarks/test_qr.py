@@ -26,6 +26,8 @@ TINY = [
     "qr",
     "--random-config",
     "tiny-llama",
+    "--heads",
+    "full",  # the toy has no known QRHeads
     "--lengths",
     "256",
     "--device",
@@ -113,6 +115,10 @@ def test_bad_options_are_one_line_errors():
         qr.run(_args(lengths="abc"))
     with pytest.raises(HarnessError, match="--repeats must be at least 1"):
         qr.run(_args(repeats=0))
+    # a model without known QRHeads and no --heads: refused before any worker starts, never every head
+    with pytest.raises(HarnessError, match=r"no --heads given and no known QRHeads .*'--heads full'") as error:
+        qr.run(_args())
+    assert "\n" not in str(error.value)
 
 
 def test_a_failing_worker_becomes_an_error_cell():

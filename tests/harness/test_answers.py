@@ -18,13 +18,13 @@ NIAH = REPO / "results" / "niah" / "bm25__gen-smollm2-135m-top3.json"
 
 
 def _copy(source: Path, folder: Path, shared_data: Path | None = None) -> tuple[Path, dict]:
-    """The result and its run files in ``folder``; its command reads the shared data where it is."""
+    """The result and its run files in ``folder``; its data path reads the shared data where it is."""
     for sibling in source.parent.glob(source.name.removesuffix(".json") + ".*"):
         shutil.copy(sibling, folder / sibling.name)
     path = folder / source.name
     obj = json.loads(path.read_text())
-    if shared_data is not None and obj["environment"].get("command"):
-        obj["environment"]["command"] = obj["environment"]["command"].replace("../shared/data", str(shared_data))
+    if shared_data is not None and str(obj["task"].get("source")).startswith("../shared/data"):
+        obj["task"]["source"] = obj["task"]["source"].replace("../shared/data", str(shared_data))
     path.write_text(json.dumps(obj))
     return path, obj
 
@@ -66,9 +66,7 @@ def _answer_edited(obj: dict) -> None:
     (_wrong_em, "recorded answer scores 0.0"),
     (_answer_edited, "but its recorded answer scores"),
     (lambda obj: obj["task"]["sha256"].update({"hotpot_dev_distractor_v1.json": "0" * 64}), "not the data the result"),
-    (lambda obj: obj["environment"].pop("command"), "no recorded command"),
-    (lambda obj: obj["environment"].update(command=obj["environment"]["command"].replace("--data ", "--data /nowhere")),
-     "cannot load its task data"),
+    (lambda obj: obj["task"].update(source="/nowhere/hotpot_dev_distractor_v1.json"), "cannot load its task data"),
 ])
 def test_tampered_answers_or_data_fail(shared_data: Path, tmp_path: Path, mutate, message: str) -> None:
     path, obj = _copy(HOTPOT, tmp_path, shared_data)
@@ -88,3 +86,31 @@ def test_validate_answers_on_the_command_line(cli, shared_data: Path, tmp_path: 
     assert cli("validate", str(path)).code == 0  # without --answers the answers are not read
     res = cli("validate", "--answers", str(path))
     assert res.code == 2 and res.err.count("\n") == 1 and "recorded answer scores" in res.err, res.err
+
+
+def test_a_file_never_names_code_to_import(shared_data: Path, tmp_path: Path) -> None:
+    """A task named ``module:Class`` in a result's spec is refused before anything is imported,
+    unless the user passes --trust-code; the module never runs."""
+    from harness.spec import RunSpec
+
+    marker = tmp_path / "ran"
+    (tmp_path / "evil_task_module.py").write_text(f"open({str(marker)!r}, 'w').write('x')\n")
+    path, obj = _copy(HOTPOT, tmp_path, shared_data)
+    spec = RunSpec.derive(Result.from_json(path)).to_dict()
+    obj["spec"] = {**spec, "task": "evil_task_module:Task"}
+    path.write_text(json.dumps(obj))
+    import sys
+
+    sys.path.insert(0, str(tmp_path))
+    try:
+        with pytest.raises(HarnessError, match="not a registered task name"):
+            _rescore(path)
+        assert not marker.exists()
+        from harness.answers import rescore_answers
+
+        with pytest.raises(HarnessError):  # trusted: imported (and then it is no Task)
+            rescore_answers(Result.from_json(path), path, trust_code=True)
+        assert marker.exists()
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("evil_task_module", None)

@@ -32,7 +32,7 @@ def test_all_pairs_and_baseline_match_harness_stats(cli, beir_dir: Path, tmp_pat
     assert res.code == 0, res.err
     assert "Holm over 2 comparisons" in res.out and "| A | B | n | Δ (A − B) |" in res.out
     assert len([line for line in res.out.splitlines() if line.startswith("| bm25")]) == 3 + 2
-    assert "| bm25 [b] | bm25 [a] |" in res.out  # equal labels are told apart by their files
+    assert "| bm25 (b=1, k1=3) | bm25 |" in res.out  # parameters changed from their defaults name the row
 
 
 def test_other_queries_or_a_missing_metric_are_one_line_errors(cli, beir_dir: Path, tmp_path: Path) -> None:

@@ -102,6 +102,15 @@ def test_newer_file_for_the_same_cell_wins(results_dir: Path, tmp_path: Path) ->
     assert markdown.count("(baseline)") == 1
 
 
+def _respecced(obj: dict) -> dict:
+    """A result whose sections were edited, with the spec those sections now imply (validate
+    refuses a spec that disagrees with its sections)."""
+    from harness.results import Result
+    from harness.spec import RunSpec
+
+    return {**obj, "spec": RunSpec.derive(Result.from_dict(obj)).to_dict()}
+
+
 def test_runs_that_differ_only_in_masked_heads_or_truncation_are_different_rows(results_dir: Path, tmp_path: Path) -> None:
     """A head-masked generation run must not supersede the unmasked one (or another mask), nor a
     run over documents cut to N words the run over whole documents."""
@@ -121,11 +130,11 @@ def test_runs_that_differ_only_in_masked_heads_or_truncation_are_different_rows(
         if mask:
             variant["generation"]["generator"]["mask"] = mask
         variant["date"] = f"299{i}-01-01T00:00:00+00:00"
-        path.with_name(f"bm25-gen-{name}.json").write_text(json.dumps(variant))
+        path.with_name(f"bm25-gen-{name}.json").write_text(json.dumps(_respecced(variant)))
     cut = copy.deepcopy(result)
     cut["truncate_words"] = 300
     cut["date"] = "2999-01-01T00:00:00+00:00"
-    path.with_name("bm25-cut.json").write_text(json.dumps(cut))
+    path.with_name("bm25-cut.json").write_text(json.dumps(_respecced(cut)))
     markdown, _, _ = build(root)
     assert "supersedes" not in markdown
     assert "→ hf:smollm2-135m [full context] |" in markdown

@@ -140,6 +140,38 @@ def test_bad_parameters_are_refused(llama):
         ICRRetriever(heads="nq")
 
 
+def test_no_heads_on_a_model_without_known_heads_is_one_line(llama):
+    """Never a silent fall-back to every head: the error names `harness detect` and '--heads full'."""
+    with pytest.raises(HarnessError, match=r"^no --heads given and no known QRHeads for model LlamaForCausalLM "
+                                           r"\(3 layers x 4 heads\): detect them with 'harness detect") as error:
+        QRRetriever.from_loaded(llama, tokenizer())
+    assert "\n" not in str(error.value) and "'--heads full'" in str(error.value)
+
+
+def test_cli_qr_on_a_model_folder_without_known_heads(llama, tmp_path, capsys):
+    """`harness run --retriever qr --model FOLDER` (a tiny random-weight model): one error line without
+    --heads; with --heads full it runs on every head."""
+    import json
+
+    from harness.cli import main
+
+    folder = tmp_path / "tiny-llama"
+    llama.save_pretrained(folder)
+    tokenizer().save_pretrained(folder)
+    capsys.readouterr()  # transformers' "Writing model shards" bar
+    run = ["--no-progress", "run", "--task", "cranfield", "--retriever", "qr", "--model", str(folder),
+           "--max-queries", "1", "--depth", "3", "--truncate-words", "20", "--allow-dirty"]
+    assert main([*run, "--output", str(tmp_path / "none.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0, err
+    assert err.startswith(f"error: no --heads given and no known QRHeads for model {folder} (3 layers x 4 heads)")
+    assert f"'harness detect --model {folder} --task TASK --output heads.json'" in err and "'--heads full'" in err
+    assert not (tmp_path / "none.json").exists()
+    assert main([*run, "--heads", "full", "--output", str(tmp_path / "full.json")]) == 0
+    heads = json.loads((tmp_path / "full.json").read_text())["retriever"]["heads"]
+    assert (heads["name"], heads["n"]) == ("full", 12)
+
+
 def test_meta_records_model_heads_and_template(llama):
     qr = QRRetriever.from_loaded(llama, tokenizer(), heads=HEADS, show_progress=False)
     meta = qr.meta

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 
 import pytest
 
@@ -88,11 +87,25 @@ def test_head_file_uses_top_and_validates(tmp_path):
         resolve_heads(str(tmp_path / "missing.json"), SMOL)
 
 
-def test_alias_default_is_its_head_file_else_full_with_warning(tmp_path, monkeypatch, caplog):
-    monkeypatch.setenv("HARNESS_HEADS_DIR", str(tmp_path))
-    with caplog.at_level(logging.WARNING):
-        sel = resolve_heads(None, SMOL, alias="smollm2-135m")
-    assert sel.name == "full" and len(sel.heads) == 270
-    assert "no detected head file" in caplog.text
+def test_alias_default_is_its_head_file_else_a_one_line_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_HEADS_DIR", str(tmp_path))  # the override folder, without the alias's file
+    with pytest.raises(HarnessError) as err:
+        resolve_heads(None, SMOL, alias="smollm2-135m")
+    message = str(err.value)
+    assert "\n" not in message and f"{tmp_path / 'smollm2-135m.json'} not found" in message
+    assert "harness detect --model smollm2-135m --task TASK --output heads.json" in message
+    assert "--heads heads.json" in message and "--heads full" in message
     (tmp_path / "smollm2-135m.json").write_text(json.dumps({"top": 1, "heads": [["7-3", 1.0], ["1-1", 0.5]]}))
     assert resolve_heads(None, SMOL, alias="smollm2-135m").heads == ((7, 3),)
+
+
+def test_no_default_heads_is_an_error_never_every_head(tmp_path):
+    """A model with no paper set and no detected head file: one line naming detect and '--heads full'."""
+    pattern = (r"^no --heads given and no known QRHeads for (model \S+|this model) \(30 layers x 9 heads\): "
+               r"detect them with 'harness detect --model \S+ --task TASK --output heads.json' and pass "
+               r"'--heads heads.json', or pass '--heads full'")
+    for alias in (None, "some/model", str(tmp_path / "folder")):
+        with pytest.raises(HarnessError, match=pattern) as err:
+            resolve_heads(None, SMOL, alias=alias)
+        assert "\n" not in str(err.value)
+    assert len(resolve_heads("full", SMOL).heads) == 270  # the explicit spelling of every head

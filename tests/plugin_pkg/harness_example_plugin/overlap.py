@@ -14,6 +14,8 @@ _WORD = re.compile(r"[a-z0-9]+")
 class OverlapRetriever(Retriever):
     name = "overlap"
     kind = "sparse"
+    #: ``delay`` slows scoring down (to test killed runs) without changing a score: not identity.
+    options = frozenset({"show_progress", "delay"})
 
     def __init__(self, delay: float = 0.0) -> None:
         self.delay = float(delay)
