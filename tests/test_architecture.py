@@ -193,12 +193,7 @@ def test_no_page_markup_css_or_javascript_in_python() -> None:
 
 def test_the_page_check_can_fail() -> None:
     # lines as the old harness/site.py had them, before its page moved to harness/site_static/
-    old_site = (
-        '    \'<!DOCTYPE html>\\n<html lang="en">\\n<head>\\n<meta charset="utf-8">\\n\',',
-        '    f"<script>{JS}</script>\\n</body>\\n</html>\\n",',
-        "*{box-sizing:border-box}[hidden]{display:none!important}",
-        '  tabs.forEach(function (b) { b.addEventListener("click", function () { showTab(b.dataset.tab); }); });',
-    )
+    old_site = (ROOT / "tests" / "fixtures" / "old_site_lines.py.txt").read_text(encoding="utf-8").splitlines()
     assert {hit.split(": ")[1] for hit in _page_code("\n".join(old_site))} == set(PAGE_PATTERNS)
     assert not _page_code('cell = f"<td class=\\"num\\">{v:.1f}; {w: >3};</td>" + "<tr>" + {"a": "b"}["a"]')
 
